@@ -1,0 +1,375 @@
+//! Command-line flags: the only way to configure socksd (routers run it
+//! from an init script; there is no config file).
+
+use crate::auth::{self, User};
+use getopts::Options;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1080";
+pub const DEFAULT_BUFFER: usize = 16 * 1024;
+/// A relay buffer also holds the handshake, whose longest message (SOCKS4a
+/// with a 255-byte user id and a 255-byte domain) is 520 bytes.
+pub const MIN_BUFFER: usize = 1024;
+pub const MAX_BUFFER: usize = 1 << 20;
+const MAX_THREADS: usize = 256;
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Everything the server needs to run. `Config::default()` is what the
+/// binary runs with no flags, except that it listens on port 0 is never
+/// implied: tests set `listen` themselves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub users: Vec<User>,
+    pub users_file: Option<PathBuf>,
+    pub no_socks4: bool,
+    pub outgoing: Option<IpAddr>,
+    pub outgoing_iface: Option<String>,
+    /// `None`: derived from RLIMIT_NOFILE at start.
+    pub max_conns: Option<usize>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// `None`: relays never idle out.
+    pub idle_timeout: Option<Duration>,
+    pub buffer_size: usize,
+    /// -v minus -q; 0 is the default level (info).
+    pub verbosity: i32,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: vec![DEFAULT_LISTEN.parse().unwrap()],
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            users: Vec::new(),
+            users_file: None,
+            no_socks4: false,
+            outgoing: None,
+            outgoing_iface: None,
+            max_conns: None,
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            buffer_size: DEFAULT_BUFFER,
+            verbosity: 0,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    Run(Config),
+    Help(String),
+    Version,
+}
+
+/// A bad flag or value: one line for stderr; the binary exits with 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optmulti(
+        "l",
+        "listen",
+        "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)",
+        "ADDR:PORT",
+    );
+    o.optopt(
+        "t",
+        "threads",
+        "reactor threads (default: number of CPUs)",
+        "N",
+    );
+    o.optmulti(
+        "u",
+        "user",
+        "add a user, repeatable; with any user configured SOCKS5 requires username/password and SOCKS4/4a requests are refused",
+        "NAME:PASSWORD",
+    );
+    o.optopt(
+        "",
+        "users-file",
+        "add users from a file of NAME:PASSWORD lines (# comments allowed); re-read on SIGHUP",
+        "PATH",
+    );
+    o.optflag("", "no-socks4", "refuse SOCKS4 and SOCKS4a");
+    o.optopt(
+        "b",
+        "outgoing",
+        "source address for outgoing connections",
+        "ADDR",
+    );
+    o.optopt(
+        "",
+        "outgoing-iface",
+        "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
+        "IFACE",
+    );
+    o.optopt(
+        "",
+        "max-conns",
+        "cap on simultaneous client connections (default: from RLIMIT_NOFILE)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "handshake-timeout",
+        "seconds to finish greeting/auth/request (default 10)",
+        "S",
+    );
+    o.optopt(
+        "",
+        "connect-timeout",
+        "seconds to connect to the target (default 10)",
+        "S",
+    );
+    o.optopt(
+        "",
+        "idle-timeout",
+        "close a relay idle this long; 0 = never (default 0)",
+        "S",
+    );
+    o.optopt(
+        "",
+        "buffer-size",
+        "relay buffer per direction in bytes (default 16384)",
+        "BYTES",
+    );
+    o.optflagmulti(
+        "v",
+        "verbose",
+        "more logging (repeatable); RUST_LOG also honoured",
+    );
+    o.optflagmulti("q", "quiet", "less logging (repeatable)");
+    o.optflag("h", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o
+}
+
+/// The `--help` text.
+pub fn usage() -> String {
+    let brief = "Usage: socksd [OPTIONS]\n\n\
+                 A SOCKS4, SOCKS4a and SOCKS5 proxy server.";
+    let mut s = options().usage(brief);
+    s.push_str(
+        "\nExamples:\n    socksd --listen 127.0.0.1:1080\n    \
+         socksd -l 0.0.0.0:1080 -l [::]:1080 --user alice:secret\n\n\
+         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file.\n",
+    );
+    s
+}
+
+fn seconds(flag: &str, v: &str, allow_zero: bool) -> Result<Duration, ArgError> {
+    let bad = || {
+        ArgError(format!(
+            "invalid value for --{flag}: '{v}' (seconds, e.g. 10 or 0.5)"
+        ))
+    };
+    let s: f64 = v.parse().map_err(|_| bad())?;
+    if !(0.0..=MAX_SECONDS).contains(&s) || (s == 0.0 && !allow_zero) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+fn number(flag: &str, v: &str, min: usize, max: usize) -> Result<usize, ArgError> {
+    match v.parse::<usize>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ArgError(format!(
+            "invalid value for --{flag}: '{v}' (a number from {min} to {max})"
+        ))),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgError> {
+    let m = options().parse(args).map_err(|e| ArgError(e.to_string()))?;
+    if m.opt_present("h") {
+        return Ok(Action::Help(usage()));
+    }
+    if m.opt_present("V") {
+        return Ok(Action::Version);
+    }
+    if let Some(extra) = m.free.first() {
+        return Err(ArgError(format!(
+            "unexpected argument '{extra}' (socksd takes flags only)"
+        )));
+    }
+    let mut c = Config::default();
+    let listen = m.opt_strs("l");
+    if !listen.is_empty() {
+        c.listen.clear();
+        for l in &listen {
+            let addr = l.parse().map_err(|_| {
+                ArgError(format!(
+                    "invalid value for --listen: '{l}' (ADDR:PORT, IPv6 as [::1]:1080)"
+                ))
+            })?;
+            if !c.listen.contains(&addr) {
+                c.listen.push(addr);
+            }
+        }
+    }
+    if let Some(t) = m.opt_str("t") {
+        c.threads = number("threads", &t, 1, MAX_THREADS)?;
+    }
+    for u in m.opt_strs("u") {
+        let user =
+            User::parse(&u).map_err(|e| ArgError(format!("invalid value for --user: {e}")))?;
+        c.users.push(user);
+    }
+    if let Some(p) = m.opt_str("users-file") {
+        let path = PathBuf::from(p);
+        let users =
+            auth::load_users_file(&path).map_err(|e| ArgError(format!("--users-file: {e}")))?;
+        c.users.extend(users);
+        c.users_file = Some(path);
+    }
+    c.no_socks4 = m.opt_present("no-socks4");
+    if let Some(b) = m.opt_str("b") {
+        let ip = b.parse().map_err(|_| {
+            ArgError(format!(
+                "invalid value for --outgoing: '{b}' (an IP address)"
+            ))
+        })?;
+        c.outgoing = Some(ip);
+    }
+    if let Some(i) = m.opt_str("outgoing-iface") {
+        if i.is_empty() || i.len() >= libc::IFNAMSIZ || i.contains('\0') || i.contains('/') {
+            return Err(ArgError(format!(
+                "invalid value for --outgoing-iface: '{i}'"
+            )));
+        }
+        c.outgoing_iface = Some(i);
+    }
+    if let Some(n) = m.opt_str("max-conns") {
+        c.max_conns = Some(number("max-conns", &n, 1, 10_000_000)?);
+    }
+    if let Some(s) = m.opt_str("handshake-timeout") {
+        c.handshake_timeout = seconds("handshake-timeout", &s, false)?;
+    }
+    if let Some(s) = m.opt_str("connect-timeout") {
+        c.connect_timeout = seconds("connect-timeout", &s, false)?;
+    }
+    if let Some(s) = m.opt_str("idle-timeout") {
+        let d = seconds("idle-timeout", &s, true)?;
+        c.idle_timeout = (!d.is_zero()).then_some(d);
+    }
+    if let Some(b) = m.opt_str("buffer-size") {
+        c.buffer_size = number("buffer-size", &b, MIN_BUFFER, MAX_BUFFER)?;
+    }
+    c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
+    Ok(Action::Run(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Config {
+        match parse_args(args) {
+            Ok(Action::Run(c)) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let c = run(&[]);
+        assert_eq!(
+            c.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.buffer_size, DEFAULT_BUFFER);
+        assert_eq!(c.idle_timeout, None);
+        let c = run(&[
+            "-l",
+            "[::1]:1081",
+            "--listen",
+            "0.0.0.0:9",
+            "-t",
+            "3",
+            "-u",
+            "a:b",
+            "--no-socks4",
+            "-b",
+            "10.0.0.1",
+            "--max-conns",
+            "7",
+            "--handshake-timeout",
+            "0.5",
+            "--connect-timeout",
+            "2",
+            "--idle-timeout",
+            "0",
+            "--buffer-size",
+            "65536",
+            "-vv",
+            "-q",
+        ]);
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.threads, 3);
+        assert_eq!(c.users.len(), 1);
+        assert!(c.no_socks4);
+        assert_eq!(c.outgoing, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(c.max_conns, Some(7));
+        assert_eq!(c.handshake_timeout, Duration::from_millis(500));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.buffer_size, 65536);
+        assert_eq!(c.verbosity, 1);
+    }
+
+    #[test]
+    fn bad_values_are_one_line() {
+        for args in [
+            &["--listen", "1080"][..],
+            &["--threads", "0"],
+            &["--threads", "x"],
+            &["--user", "nopass"],
+            &["--buffer-size", "10"],
+            &["--connect-timeout", "-1"],
+            &["--connect-timeout", "0"],
+            &["--handshake-timeout", "nan"],
+            &["--bogus"],
+            &["stray"],
+            &["--outgoing", "host"],
+            &["--users-file", "/nonexistent/socksd-users"],
+        ] {
+            let err = parse_args(args).unwrap_err();
+            assert!(!err.0.contains('\n'), "{args:?}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn help_lists_every_flag() {
+        let h = usage();
+        for f in [
+            "--listen",
+            "--threads",
+            "--user",
+            "--users-file",
+            "--no-socks4",
+            "--outgoing",
+            "--outgoing-iface",
+            "--max-conns",
+            "--handshake-timeout",
+            "--connect-timeout",
+            "--idle-timeout",
+            "--buffer-size",
+            "--verbose",
+            "--quiet",
+            "--help",
+            "--version",
+        ] {
+            assert!(h.contains(f), "{f}");
+        }
+        assert!(matches!(parse_args(&["-h"]), Ok(Action::Help(_))));
+        assert!(matches!(parse_args(&["-V"]), Ok(Action::Version)));
+    }
+}

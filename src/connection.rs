@@ -1,0 +1,929 @@
+//! One client connection: an explicit state machine driven by readiness
+//! events, resolver answers and timers.
+//!
+//! ```text
+//! Greeting ─┬─> (SOCKS5) Auth? ─> Request ─┬─> Resolving ─> Connecting ─> Relaying
+//!           └─> (SOCKS4/4a) ───────────────┘                  │ (next address)
+//! any failure ─> Closing (reply queued, write side shut, input drained)
+//! ```
+//!
+//! Parsing is done by the pure functions in [`crate::socks4`] and
+//! [`crate::socks5`]; [`decide`] turns a parsed message into an owned
+//! [`Step`], and the methods here do the I/O.
+
+use crate::auth;
+use crate::outbound;
+use crate::parse::{Addr, Parsed};
+use crate::reactor::Core;
+use crate::relay::{Half, Side};
+use crate::reply::{Reply, Reply4};
+use crate::resolver::Job;
+use crate::socks4;
+use crate::socks5::{self, method};
+use log::{debug, info};
+use mio::event::Event;
+use mio::{Interest, Registry, Token};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Token roles: each socket of a connection has its own token,
+/// `key << ROLE_BITS | role`.
+pub const ROLE_BITS: usize = 2;
+pub const CLIENT: usize = 0;
+pub const TARGET: usize = 1;
+
+pub fn token(key: usize, role: usize) -> Token {
+    Token(key << ROLE_BITS | role)
+}
+
+/// How long a failed connection may take to read its reply before it is
+/// closed, and how much of the client's input is discarded meanwhile.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_DISCARD: usize = 64 * 1024;
+/// Shortest slice of the connect timeout given to one address of several.
+const MIN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// The connection is finished and should be removed.
+#[derive(Debug)]
+pub struct Closed;
+pub type Flow = Result<(), Closed>;
+
+/// The protocol the client spoke, which decides the shape of its replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    V4,
+    V5,
+}
+
+/// The destination of a CONNECT, owned (the handshake buffer is reused).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    Ip(SocketAddr),
+    Name(Box<str>, u16),
+}
+
+/// Addresses to try in turn.
+pub enum Targets {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl Targets {
+    fn get(&self, i: usize) -> Option<SocketAddr> {
+        match self {
+            Targets::One(a) => (i == 0).then_some(*a),
+            Targets::Many(v) => v.get(i).copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Targets::One(_) => 1,
+            Targets::Many(v) => v.len(),
+        }
+    }
+}
+
+enum State {
+    /// First bytes: a SOCKS5 greeting or a SOCKS4/4a request.
+    Greeting,
+    /// RFC 1929 username/password sub-negotiation.
+    Auth,
+    /// SOCKS5 request.
+    Request,
+    /// Waiting for the resolver pool.
+    Resolving(Proto),
+    /// A non-blocking connect to `targets[next - 1]` is under way.
+    Connecting {
+        proto: Proto,
+        targets: Targets,
+        next: usize,
+        until: Instant,
+    },
+    Relaying,
+    /// A failure reply is queued; the write side is shut once it is sent,
+    /// and input is discarded until EOF so that the close does not turn
+    /// into a reset that destroys the reply.
+    Closing,
+}
+
+/// What the handshake bytes at the front of the buffer ask for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    NeedMore,
+    /// Not SOCKS, or not answerable: close without a word.
+    Drop,
+    /// Consume `used` bytes, send `bytes`, go on in `next`.
+    Answer {
+        used: usize,
+        bytes: [u8; 2],
+        next: Next,
+    },
+    /// Refuse the request with this reply, then close.
+    Fail(Proto, Reply),
+    /// Consume `used` bytes and connect.
+    Connect {
+        used: usize,
+        proto: Proto,
+        target: Target,
+    },
+}
+
+/// Where an [`Step::Answer`] leads.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Next {
+    Auth,
+    Request,
+    Close,
+}
+
+/// The part of the configuration the handshake decisions depend on.
+pub struct Policy<'a> {
+    pub users: &'a [auth::User],
+    pub socks4: bool,
+}
+
+/// Decides the next handshake step from the buffered bytes. Pure: no I/O,
+/// so the whole handshake logic is testable without sockets.
+pub fn decide(phase: Phase, buf: &[u8], policy: &Policy<'_>) -> Step {
+    match phase {
+        Phase::Greeting => match buf.first() {
+            None => Step::NeedMore,
+            Some(&socks5::VERSION) => greeting(buf, policy),
+            Some(&socks4::VERSION) => socks4_request(buf, policy),
+            Some(_) => Step::Drop,
+        },
+        Phase::Auth => match socks5::parse_auth(buf) {
+            Ok(Parsed::Incomplete) => Step::NeedMore,
+            Ok(Parsed::Done(c, used)) => {
+                let ok = auth::verify(policy.users, c.user, c.pass);
+                if !ok {
+                    info!(
+                        "authentication failed for user {:?}",
+                        String::from_utf8_lossy(c.user)
+                    );
+                }
+                let next = if ok { Next::Request } else { Next::Close };
+                Step::Answer {
+                    used,
+                    bytes: socks5::encode_auth_reply(ok),
+                    next,
+                }
+            }
+            // RFC 1929 §2: any failure status, then close.
+            Err(_) => Step::Answer {
+                used: 0,
+                bytes: socks5::encode_auth_reply(false),
+                next: Next::Close,
+            },
+        },
+        Phase::Request => match socks5::parse_request(buf) {
+            Ok(Parsed::Incomplete) => Step::NeedMore,
+            Err(e) => Step::Fail(Proto::V5, e.reply()),
+            Ok(Parsed::Done(req, used)) => match req.cmd {
+                socks5::Command::Connect => connect_step(Proto::V5, used, req.dst),
+                // BIND and UDP ASSOCIATE are not implemented yet.
+                _ => Step::Fail(Proto::V5, Reply::CommandNotSupported),
+            },
+        },
+    }
+}
+
+/// The handshake phases [`decide`] handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Greeting,
+    Auth,
+    Request,
+}
+
+/// RFC 1928 §3: with users configured only username/password (0x02) is
+/// acceptable, otherwise only no-auth (0x00); else 0xFF.
+fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
+    match socks5::parse_greeting(buf) {
+        Ok(Parsed::Incomplete) => Step::NeedMore,
+        Err(_) => Step::Drop,
+        Ok(Parsed::Done(g, used)) => {
+            let (m, next) = if !policy.users.is_empty() {
+                if g.offers(method::USER_PASS) {
+                    (method::USER_PASS, Next::Auth)
+                } else {
+                    (method::NO_ACCEPTABLE, Next::Close)
+                }
+            } else if g.offers(method::NO_AUTH) {
+                (method::NO_AUTH, Next::Request)
+            } else {
+                (method::NO_ACCEPTABLE, Next::Close)
+            };
+            Step::Answer {
+                used,
+                bytes: [socks5::VERSION, m],
+                next,
+            }
+        }
+    }
+}
+
+fn socks4_request(buf: &[u8], policy: &Policy<'_>) -> Step {
+    // SOCKS4 has no password: with users configured it would bypass them.
+    if !policy.socks4 || !policy.users.is_empty() {
+        return Step::Fail(Proto::V4, Reply::NotAllowed);
+    }
+    match socks4::parse_request(buf) {
+        Ok(Parsed::Incomplete) => Step::NeedMore,
+        Err(_) => Step::Fail(Proto::V4, Reply::GeneralFailure),
+        Ok(Parsed::Done(req, used)) => match req.cmd {
+            socks4::Command::Connect => connect_step(Proto::V4, used, req.dst),
+            socks4::Command::Bind => Step::Fail(Proto::V4, Reply::CommandNotSupported),
+        },
+    }
+}
+
+/// A domain that is an IP literal is used as is; anything else goes to the
+/// resolver, provided it could be a host name at all.
+fn connect_step(proto: Proto, used: usize, dst: Addr<'_>) -> Step {
+    let target = match dst {
+        Addr::Ip(sa) => Target::Ip(sa),
+        Addr::Domain(name, port) => match std::str::from_utf8(name) {
+            Ok(s) if !s.contains('\0') => match s.parse::<IpAddr>() {
+                Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
+                Err(_) => Target::Name(s.into(), port),
+            },
+            _ => return Step::Fail(proto, Reply::HostUnreachable),
+        },
+    };
+    Step::Connect {
+        used,
+        proto,
+        target,
+    }
+}
+
+/// Control bytes (method, auth status, replies) waiting to reach the client
+/// ahead of relayed data. The longest sequence is 2 + 2 + 22 bytes.
+#[derive(Default)]
+struct Ctl {
+    buf: [u8; 32],
+    start: usize,
+    end: usize,
+}
+
+impl Ctl {
+    fn push(&mut self, bytes: &[u8]) -> Flow {
+        if self.end + bytes.len() > self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let dst = self
+            .buf
+            .get_mut(self.end..self.end + bytes.len())
+            .ok_or(Closed)?;
+        dst.copy_from_slice(bytes);
+        self.end += bytes.len();
+        Ok(())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+pub struct Conn {
+    key: usize,
+    id: u64,
+    peer: SocketAddr,
+    client: Side,
+    target: Option<Side>,
+    state: State,
+    /// Client to target. During the handshake its buffer holds the
+    /// handshake bytes, so anything pipelined after the request is already
+    /// in place to be relayed.
+    up: Half,
+    /// Target to client.
+    down: Half,
+    ctl: Ctl,
+    /// Deadline of the current state (handshake, connect, linger).
+    deadline: Option<Instant>,
+    /// The timer entry this connection relies on.
+    timer_at: Option<Instant>,
+    last_active: Instant,
+    /// Already in the reactor's resume list.
+    queued: bool,
+}
+
+impl Conn {
+    pub fn new(
+        key: usize,
+        id: u64,
+        sock: mio::net::TcpStream,
+        peer: SocketAddr,
+        core: &mut Core,
+    ) -> Conn {
+        let mut c = Conn {
+            key,
+            id,
+            peer,
+            client: Side::new(sock),
+            target: None,
+            state: State::Greeting,
+            up: Half::default(),
+            down: Half::default(),
+            ctl: Ctl::default(),
+            deadline: None,
+            timer_at: None,
+            last_active: core.now,
+            queued: false,
+        };
+        c.set_deadline(core.now + core.shared.cfg.handshake_timeout, core);
+        c
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn client_mut(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.client.sock
+    }
+
+    /// Gives the relay buffers back; the sockets close when dropped.
+    pub fn release(&mut self, core: &mut Core) {
+        self.up.release(&mut core.pool);
+        self.down.release(&mut core.pool);
+    }
+
+    pub fn on_event(&mut self, role: usize, ev: &Event, core: &mut Core, reg: &Registry) -> Flow {
+        match role {
+            CLIENT => {
+                self.client.mark(ev);
+                // A client that resets while we resolve or connect: nobody
+                // is left to answer. (A plain EOF may be a half-close after
+                // the request, which is legitimate.)
+                if ev.is_error()
+                    && matches!(self.state, State::Resolving(_) | State::Connecting { .. })
+                {
+                    return Err(Closed);
+                }
+            }
+            TARGET => {
+                let Some(t) = self.target.as_mut() else {
+                    return Ok(());
+                };
+                t.mark(ev);
+                if matches!(self.state, State::Connecting { .. }) {
+                    return self.check_connect(core, reg);
+                }
+            }
+            _ => return Ok(()),
+        }
+        self.drive(core, reg)
+    }
+
+    /// Continues after the relay budget ran out.
+    pub fn resume(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        self.queued = false;
+        self.drive(core, reg)
+    }
+
+    fn drive(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        match self.state {
+            State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
+            State::Resolving(_) | State::Connecting { .. } => self.flush_ctl(),
+            State::Relaying => self.relay(core),
+            State::Closing => self.linger(core),
+        }
+    }
+
+    fn phase(&self) -> Option<Phase> {
+        match self.state {
+            State::Greeting => Some(Phase::Greeting),
+            State::Auth => Some(Phase::Auth),
+            State::Request => Some(Phase::Request),
+            _ => None,
+        }
+    }
+
+    fn handshake(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        while let Some(phase) = self.phase() {
+            let step = {
+                let users = core.shared.users();
+                let policy = Policy {
+                    users: &users,
+                    socks4: !core.shared.cfg.no_socks4,
+                };
+                decide(phase, self.up.pending(), &policy)
+            };
+            match step {
+                Step::NeedMore => {
+                    if self.up.eof {
+                        return Err(Closed);
+                    }
+                    if !self.client.readable {
+                        self.up.release_if_empty(&mut core.pool);
+                        break;
+                    }
+                    match self.up.read_from(&mut self.client.sock, &mut core.pool) {
+                        Ok(0) => self.up.eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => return Err(Closed),
+                    }
+                }
+                Step::Drop => return Err(Closed),
+                Step::Answer { used, bytes, next } => {
+                    self.up.consume(used);
+                    self.ctl.push(&bytes)?;
+                    match next {
+                        Next::Auth => self.state = State::Auth,
+                        Next::Request => self.state = State::Request,
+                        Next::Close => return self.enter_closing(core),
+                    }
+                }
+                Step::Fail(proto, reply) => return self.fail(proto, reply, core),
+                Step::Connect {
+                    used,
+                    proto,
+                    target,
+                } => {
+                    self.up.consume(used);
+                    self.up.release_if_empty(&mut core.pool);
+                    return self.start(proto, target, core, reg);
+                }
+            }
+        }
+        self.flush_ctl()
+    }
+
+    fn start(&mut self, proto: Proto, target: Target, core: &mut Core, reg: &Registry) -> Flow {
+        let until = core.now + core.shared.cfg.connect_timeout;
+        match target {
+            Target::Ip(sa) => {
+                debug!("#{} {} connect {}", self.id, self.peer, sa);
+                self.connect(
+                    proto,
+                    Targets::One(sa),
+                    0,
+                    until,
+                    Reply::GeneralFailure,
+                    core,
+                    reg,
+                )
+            }
+            Target::Name(name, port) => {
+                debug!("#{} {} connect {}:{}", self.id, self.peer, name, port);
+                let job = Job {
+                    name,
+                    port,
+                    reactor: core.index,
+                    key: self.key,
+                    id: self.id,
+                };
+                if core.shared.resolver.submit(job).is_err() {
+                    return self.fail(proto, Reply::GeneralFailure, core);
+                }
+                self.state = State::Resolving(proto);
+                self.set_deadline(until, core);
+                self.flush_ctl()
+            }
+        }
+    }
+
+    pub fn on_resolved(
+        &mut self,
+        result: Result<Vec<SocketAddr>, Reply>,
+        core: &mut Core,
+        reg: &Registry,
+    ) -> Flow {
+        let State::Resolving(proto) = self.state else {
+            return Ok(());
+        };
+        match result {
+            Ok(addrs) => {
+                let until = self.deadline.unwrap_or(core.now);
+                self.connect(
+                    proto,
+                    Targets::Many(addrs),
+                    0,
+                    until,
+                    Reply::HostUnreachable,
+                    core,
+                    reg,
+                )
+            }
+            Err(reply) => self.fail(proto, reply, core),
+        }
+    }
+
+    /// Starts connecting to the first address from `next` on that can be
+    /// tried; each gets a share of the time left until `until`.
+    #[allow(clippy::too_many_arguments)]
+    fn connect(
+        &mut self,
+        proto: Proto,
+        targets: Targets,
+        mut next: usize,
+        until: Instant,
+        mut last: Reply,
+        core: &mut Core,
+        reg: &Registry,
+    ) -> Flow {
+        while let Some(addr) = targets.get(next) {
+            next += 1;
+            let mut sock = match outbound::connect(addr, &core.shared.source) {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!("#{} connect {}: {}", self.id, addr, e);
+                    last = Reply::from_io(&e);
+                    continue;
+                }
+            };
+            if reg
+                .register(
+                    &mut sock,
+                    token(self.key, TARGET),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                last = Reply::GeneralFailure;
+                continue;
+            }
+            let left = until.saturating_duration_since(core.now);
+            let tries = (targets.len() + 1 - next) as u32;
+            let slice = (left / tries).max(MIN_ATTEMPT).min(left);
+            self.target = Some(Side::new(sock));
+            self.state = State::Connecting {
+                proto,
+                targets,
+                next,
+                until,
+            };
+            self.set_deadline(core.now + slice, core);
+            return self.flush_ctl();
+        }
+        self.fail(proto, last, core)
+    }
+
+    fn check_connect(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        let Some(t) = self.target.as_ref() else {
+            return Ok(());
+        };
+        match outbound::finished(&t.sock) {
+            Ok(false) => Ok(()),
+            Ok(true) => self.connected(core),
+            Err(e) => {
+                debug!("#{} connect failed: {}", self.id, e);
+                self.next_attempt(Reply::from_io(&e), core, reg)
+            }
+        }
+    }
+
+    /// The current attempt failed with `reply`: try the next address while
+    /// time is left, else answer with `reply`.
+    fn next_attempt(&mut self, reply: Reply, core: &mut Core, reg: &Registry) -> Flow {
+        self.target = None;
+        let State::Connecting {
+            proto,
+            targets,
+            next,
+            until,
+        } = std::mem::replace(&mut self.state, State::Closing)
+        else {
+            return Err(Closed);
+        };
+        if core.now >= until {
+            return self.fail(proto, reply, core);
+        }
+        self.connect(proto, targets, next, until, reply, core, reg)
+    }
+
+    fn connected(&mut self, core: &mut Core) -> Flow {
+        let State::Connecting { proto, .. } = self.state else {
+            return Err(Closed);
+        };
+        let t = self.target.as_mut().ok_or(Closed)?;
+        let local = t.sock.local_addr().unwrap_or(socks5::UNSPECIFIED);
+        t.readable = true;
+        t.writable = true;
+        debug!("#{} connected from {}", self.id, local);
+        self.reply(proto, Reply::Succeeded, local)?;
+        self.state = State::Relaying;
+        self.deadline = None;
+        self.last_active = core.now;
+        if let Some(idle) = core.shared.cfg.idle_timeout {
+            self.arm(core.now + idle, core);
+        }
+        self.relay(core)
+    }
+
+    fn reply(&mut self, proto: Proto, reply: Reply, bnd: SocketAddr) -> Flow {
+        match proto {
+            Proto::V5 => {
+                let mut out = [0u8; socks5::MAX_REPLY];
+                let n = socks5::encode_reply(reply, bnd, &mut out);
+                self.ctl.push(&out[..n])
+            }
+            Proto::V4 => self
+                .ctl
+                .push(&socks4::encode_reply(Reply4::from(reply), bnd)),
+        }
+    }
+
+    fn fail(&mut self, proto: Proto, reply: Reply, core: &mut Core) -> Flow {
+        debug!("#{} {} refused: {:?}", self.id, self.peer, reply);
+        self.reply(proto, reply, socks5::UNSPECIFIED)?;
+        self.enter_closing(core)
+    }
+
+    fn enter_closing(&mut self, core: &mut Core) -> Flow {
+        self.state = State::Closing;
+        self.target = None;
+        self.up.release(&mut core.pool);
+        self.set_deadline(core.now + LINGER, core);
+        self.linger(core)
+    }
+
+    fn linger(&mut self, core: &mut Core) -> Flow {
+        self.flush_ctl()?;
+        if !self.ctl.is_empty() {
+            return Ok(());
+        }
+        if !self.down.shut {
+            self.down.shut = true;
+            let _ = self.client.sock.shutdown(std::net::Shutdown::Write);
+        }
+        let mut discarded = 0;
+        while self.client.readable {
+            match self.client.sock.read(&mut core.scratch) {
+                Ok(0) => return Err(Closed),
+                Ok(n) => {
+                    discarded += n;
+                    if discarded > LINGER_MAX_DISCARD {
+                        return Err(Closed);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(Closed),
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_ctl(&mut self) -> Flow {
+        while !self.ctl.is_empty() && self.client.writable {
+            match self
+                .client
+                .sock
+                .write(&self.ctl.buf[self.ctl.start..self.ctl.end])
+            {
+                Ok(0) => return Err(Closed),
+                Ok(n) => {
+                    self.ctl.start += n;
+                    if self.ctl.is_empty() {
+                        self.ctl.start = 0;
+                        self.ctl.end = 0;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.writable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(Closed),
+            }
+        }
+        Ok(())
+    }
+
+    fn relay(&mut self, core: &mut Core) -> Flow {
+        self.flush_ctl()?;
+        let t = self.target.as_mut().ok_or(Closed)?;
+        let budget = core.budget;
+        let up = self
+            .up
+            .pump(&mut self.client, t, &mut core.pool, budget)
+            .map_err(|_| Closed)?;
+        let (down_bytes, down_more) = if self.ctl.is_empty() {
+            let d = self
+                .down
+                .pump(t, &mut self.client, &mut core.pool, budget)
+                .map_err(|_| Closed)?;
+            (d.bytes, d.more)
+        } else {
+            (0, false)
+        };
+        if up.bytes + down_bytes > 0 {
+            self.last_active = core.now;
+        }
+        if self.up.done() && self.down.done() {
+            return Err(Closed);
+        }
+        if (up.more || down_more) && !self.queued {
+            self.queued = true;
+            core.ready.push(self.key);
+        }
+        Ok(())
+    }
+
+    /// A timer entry came due. Only the entry this connection relies on
+    /// counts; when the deadline has moved on, the entry is re-armed.
+    pub fn on_timer(&mut self, at: Instant, core: &mut Core, reg: &Registry) -> Flow {
+        if self.timer_at != Some(at) {
+            return Ok(());
+        }
+        self.timer_at = None;
+        let due = match self.state {
+            State::Relaying => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
+            _ => self.deadline,
+        };
+        let Some(due) = due else { return Ok(()) };
+        if due > core.now {
+            self.arm(due, core);
+            return Ok(());
+        }
+        match self.state {
+            State::Greeting | State::Auth | State::Request => {
+                debug!("#{} {} handshake timeout", self.id, self.peer);
+                Err(Closed)
+            }
+            State::Resolving(proto) => self.fail(proto, Reply::TtlExpired, core),
+            State::Connecting { .. } => self.next_attempt(Reply::TtlExpired, core, reg),
+            State::Relaying => {
+                debug!("#{} {} idle timeout", self.id, self.peer);
+                Err(Closed)
+            }
+            State::Closing => Err(Closed),
+        }
+    }
+
+    fn set_deadline(&mut self, at: Instant, core: &mut Core) {
+        self.deadline = Some(at);
+        self.arm(at, core);
+    }
+
+    /// Makes sure a timer entry fires no later than `at`.
+    fn arm(&mut self, at: Instant, core: &mut Core) {
+        if self.timer_at.is_none_or(|t| at < t) {
+            core.timers.push(at, self.key, self.id);
+            self.timer_at = Some(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> Policy<'static> {
+        Policy {
+            users: &[],
+            socks4: true,
+        }
+    }
+
+    #[test]
+    fn method_selection() {
+        let p = open();
+        assert_eq!(decide(Phase::Greeting, &[], &p), Step::NeedMore);
+        assert_eq!(decide(Phase::Greeting, &[5, 1], &p), Step::NeedMore);
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 2, 2, 0], &p),
+            Step::Answer {
+                used: 4,
+                bytes: [5, 0],
+                next: Next::Request
+            }
+        );
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 1, 2], &p),
+            Step::Answer {
+                used: 3,
+                bytes: [5, 0xFF],
+                next: Next::Close
+            }
+        );
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 0], &p),
+            Step::Answer {
+                used: 2,
+                bytes: [5, 0xFF],
+                next: Next::Close
+            }
+        );
+        let users = [auth::User::parse("u:p").unwrap()];
+        let p = Policy {
+            users: &users,
+            socks4: true,
+        };
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 2, 0, 2], &p),
+            Step::Answer {
+                used: 4,
+                bytes: [5, 2],
+                next: Next::Auth
+            }
+        );
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 1, 0], &p),
+            Step::Answer {
+                used: 3,
+                bytes: [5, 0xFF],
+                next: Next::Close
+            }
+        );
+        assert_eq!(
+            decide(Phase::Auth, b"\x01\x01u\x01p", &p),
+            Step::Answer {
+                used: 5,
+                bytes: [1, 0],
+                next: Next::Request
+            }
+        );
+        assert_eq!(
+            decide(Phase::Auth, b"\x01\x01u\x01x", &p),
+            Step::Answer {
+                used: 5,
+                bytes: [1, 1],
+                next: Next::Close
+            }
+        );
+        // With users, SOCKS4 would bypass authentication.
+        assert_eq!(
+            decide(Phase::Greeting, &[4, 1, 0, 80], &p),
+            Step::Fail(Proto::V4, Reply::NotAllowed)
+        );
+        assert_eq!(decide(Phase::Greeting, b"GET / HTTP/1.1", &p), Step::Drop);
+    }
+
+    #[test]
+    fn requests() {
+        let p = open();
+        let r = decide(
+            Phase::Request,
+            &[5, 1, 0, 1, 127, 0, 0, 1, 0, 80, 1, 2, 3],
+            &p,
+        );
+        assert_eq!(
+            r,
+            Step::Connect {
+                used: 10,
+                proto: Proto::V5,
+                target: Target::Ip("127.0.0.1:80".parse().unwrap())
+            }
+        );
+        let r = decide(Phase::Request, b"\x05\x01\x00\x03\x09localhost\x00\x50", &p);
+        assert_eq!(
+            r,
+            Step::Connect {
+                used: 16,
+                proto: Proto::V5,
+                target: Target::Name("localhost".into(), 80)
+            }
+        );
+        let r = decide(Phase::Request, b"\x05\x01\x00\x03\x03::1\x00\x50", &p);
+        assert_eq!(
+            r,
+            Step::Connect {
+                used: 10,
+                proto: Proto::V5,
+                target: Target::Ip("[::1]:80".parse().unwrap())
+            }
+        );
+        let r = decide(Phase::Request, b"\x05\x01\x00\x03\x02\xff\xfe\x00\x50", &p);
+        assert_eq!(r, Step::Fail(Proto::V5, Reply::HostUnreachable));
+        assert_eq!(
+            decide(Phase::Request, &[5, 2, 0, 1, 0, 0, 0, 0, 0, 0], &p),
+            Step::Fail(Proto::V5, Reply::CommandNotSupported)
+        );
+        assert_eq!(
+            decide(Phase::Request, &[5, 0x7f, 0, 1], &p),
+            Step::Fail(Proto::V5, Reply::CommandNotSupported)
+        );
+        assert_eq!(
+            decide(Phase::Request, &[5, 1, 0, 9], &p),
+            Step::Fail(Proto::V5, Reply::AddressTypeNotSupported)
+        );
+        let r = decide(
+            Phase::Greeting,
+            b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00",
+            &p,
+        );
+        assert_eq!(
+            r,
+            Step::Connect {
+                used: 23,
+                proto: Proto::V4,
+                target: Target::Name("example.org".into(), 80)
+            }
+        );
+        let p4 = Policy {
+            users: &[],
+            socks4: false,
+        };
+        assert_eq!(
+            decide(Phase::Greeting, &[4], &p4),
+            Step::Fail(Proto::V4, Reply::NotAllowed)
+        );
+    }
+}

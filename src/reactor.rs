@@ -1,0 +1,261 @@
+//! One reactor thread: a `mio::Poll`, its own listeners (SO_REUSEPORT), a
+//! slab of connections, a buffer pool and a deadline queue. Edge-triggered
+//! throughout; nothing here blocks except `poll` itself.
+
+use crate::buffer::Pool;
+use crate::connection::{token, Conn, ROLE_BITS};
+use crate::resolver::Answer;
+use crate::server::Shared;
+use crate::timer::Timers;
+use log::{debug, error, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const WAKER: Token = Token(usize::MAX);
+/// Listener tokens sit at the top of the token space, far above any
+/// `key << ROLE_BITS | role`.
+const LISTENER_BASE: usize = usize::MAX / 2;
+/// How long accepting pauses when the process is out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Buffers a thread keeps in reserve after a burst.
+const POOL_KEEP: usize = 256;
+/// Scratch space for discarded input (and whole datagrams).
+const SCRATCH: usize = 64 * 1024;
+
+/// What connection handlers may touch besides their own state.
+pub struct Core {
+    pub shared: Arc<Shared>,
+    pub index: usize,
+    pub pool: Pool,
+    pub timers: Timers,
+    /// Connections whose relay budget ran out, to resume next round.
+    pub ready: Vec<usize>,
+    pub now: Instant,
+    pub scratch: Box<[u8]>,
+    /// Bytes one direction may move before yielding to other connections.
+    pub budget: usize,
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    conns: Slab<Conn>,
+    answers: Receiver<Answer>,
+    core: Core,
+    next_id: u64,
+    accept_paused: Option<Instant>,
+    emfile_logged: bool,
+}
+
+impl Reactor {
+    pub fn new(
+        index: usize,
+        poll: Poll,
+        mut listeners: Vec<TcpListener>,
+        answers: Receiver<Answer>,
+        shared: Arc<Shared>,
+    ) -> std::io::Result<Reactor> {
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        let size = shared.cfg.buffer_size;
+        let core = Core {
+            index,
+            pool: Pool::new(size, POOL_KEEP),
+            timers: Timers::with_capacity(1024),
+            ready: Vec::with_capacity(256),
+            now: Instant::now(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            budget: (4 * size).max(64 * 1024),
+            shared,
+        };
+        Ok(Reactor {
+            poll,
+            listeners,
+            conns: Slab::with_capacity(1024),
+            answers,
+            core,
+            next_id: 0,
+            accept_paused: None,
+            emfile_logged: false,
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut resume: Vec<usize> = Vec::with_capacity(256);
+        while !self.core.shared.stop.load(Ordering::Acquire) {
+            let timeout = self.timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                error!("poll failed: {e}");
+                break;
+            }
+            self.core.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t >= LISTENER_BASE => {
+                        if self.accept_paused.is_none() {
+                            self.accept(t - LISTENER_BASE);
+                        }
+                    }
+                    Token(t) => {
+                        let key = t >> ROLE_BITS;
+                        let role = t & ((1 << ROLE_BITS) - 1);
+                        if let Some(c) = self.conns.get_mut(key) {
+                            if c.on_event(role, ev, &mut self.core, self.poll.registry())
+                                .is_err()
+                            {
+                                self.close(key);
+                            }
+                        }
+                    }
+                }
+            }
+            while let Ok(a) = self.answers.try_recv() {
+                let reg = self.poll.registry();
+                let closed = match self.conns.get_mut(a.key) {
+                    Some(c) if c.id() == a.id => {
+                        c.on_resolved(a.result, &mut self.core, reg).is_err()
+                    }
+                    _ => false,
+                };
+                if closed {
+                    self.close(a.key);
+                }
+            }
+            // Connections that yielded: swap lists so that ones yielding
+            // again land in the next round, not this one.
+            std::mem::swap(&mut resume, &mut self.core.ready);
+            for key in resume.drain(..) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    if c.resume(&mut self.core, self.poll.registry()).is_err() {
+                        self.close(key);
+                    }
+                }
+            }
+            self.expire();
+        }
+        debug!(
+            "reactor {} stopping with {} connections",
+            self.core.index,
+            self.conns.len()
+        );
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.close(k);
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        if !self.core.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = match (self.core.timers.next(), self.accept_paused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Round up to whole milliseconds so a due timer is not polled for
+        // again and again with a zero timeout.
+        next.map(|at| {
+            let d = at.saturating_duration_since(Instant::now());
+            Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
+        })
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        self.core.now = now;
+        if self.accept_paused.is_some_and(|t| t <= now) {
+            self.accept_paused = None;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
+        while let Some((at, key, id)) = self.core.timers.pop_due(now) {
+            let reg = self.poll.registry();
+            let closed = match self.conns.get_mut(key) {
+                Some(c) if c.id() == id => c.on_timer(at, &mut self.core, reg).is_err(),
+                _ => false,
+            };
+            if closed {
+                self.close(key);
+            }
+        }
+    }
+
+    /// Accepts until the listener would block. Out of descriptors, it
+    /// stops for [`ACCEPT_BACKOFF`] instead of spinning on a listener that
+    /// stays readable, and says so once.
+    fn accept(&mut self, i: usize) {
+        loop {
+            match self.listeners[i].accept() {
+                Ok((sock, peer)) => self.admit(sock, peer),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    if !self.emfile_logged {
+                        self.emfile_logged = true;
+                        warn!("accept: {e}; pausing accepts until descriptors free up (raise the open-file limit or lower --max-conns)");
+                    }
+                    self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+                Err(e) => {
+                    warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
+        let shared = &self.core.shared;
+        if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            debug!("{peer}: over --max-conns, closed");
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.poll.registry().register(
+            &mut sock,
+            token(key, 0),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("register: {e}");
+            shared.active.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        self.next_id += 1;
+        entry.insert(Conn::new(key, self.next_id, sock, peer, &mut self.core));
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut c) = self.conns.try_remove(key) {
+            c.release(&mut self.core);
+            self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
