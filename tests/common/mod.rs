@@ -1,0 +1,225 @@
+//! Helpers shared by the integration tests: a real server on loopback, echo
+//! and sink targets, and small SOCKS clients written from the RFCs.
+#![allow(dead_code)]
+
+use socksd::{Config, Server};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+/// Long enough for a loaded CI machine, short enough that a hang fails.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub fn config() -> Config {
+    Config {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        threads: 2,
+        ..Config::default()
+    }
+}
+
+pub fn start(cfg: Config) -> (Server, SocketAddr) {
+    let s = Server::start(cfg).expect("server starts");
+    let a = s.local_addrs()[0];
+    (s, a)
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to socksd");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A target that echoes every connection until EOF, then closes.
+pub fn echo_server(bind: &str) -> SocketAddr {
+    let l = TcpListener::bind(bind).unwrap();
+    let a = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = io::copy(&mut r, &mut s);
+                let _ = s.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    a
+}
+
+/// A target that runs `f` on each accepted connection in its own thread.
+pub fn target<F>(bind: &str, f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let l = TcpListener::bind(bind).unwrap();
+    let a = l.local_addr().unwrap();
+    let f = std::sync::Arc::new(f);
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let f = f.clone();
+            thread::spawn(move || f(s));
+        }
+    });
+    a
+}
+
+/// Encodes ATYP ADDR PORT.
+pub fn addr_bytes(a: SocketAddr) -> Vec<u8> {
+    let mut v = Vec::new();
+    match a {
+        SocketAddr::V4(a) => {
+            v.push(1);
+            v.extend_from_slice(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            v.push(4);
+            v.extend_from_slice(&a.ip().octets());
+        }
+    }
+    v.extend_from_slice(&a.port().to_be_bytes());
+    v
+}
+
+pub fn domain_bytes(name: &str, port: u16) -> Vec<u8> {
+    let mut v = vec![3, name.len() as u8];
+    v.extend_from_slice(name.as_bytes());
+    v.extend_from_slice(&port.to_be_bytes());
+    v
+}
+
+/// SOCKS5 CONNECT request for ATYP ADDR PORT bytes.
+pub fn s5_request(cmd: u8, dst: &[u8]) -> Vec<u8> {
+    let mut v = vec![5, cmd, 0];
+    v.extend_from_slice(dst);
+    v
+}
+
+/// Reads a whole SOCKS5 reply; returns REP and BND.
+pub fn read_s5_reply(s: &mut TcpStream) -> io::Result<(u8, SocketAddr)> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    assert_eq!(head[0], 5, "reply version");
+    let bnd = match head[3] {
+        1 => {
+            let mut b = [0u8; 6];
+            s.read_exact(&mut b)?;
+            SocketAddr::from(([b[0], b[1], b[2], b[3]], u16::from_be_bytes([b[4], b[5]])))
+        }
+        4 => {
+            let mut b = [0u8; 18];
+            s.read_exact(&mut b)?;
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&b[..16]);
+            SocketAddr::from((ip, u16::from_be_bytes([b[16], b[17]])))
+        }
+        t => panic!("reply ATYP {t}"),
+    };
+    Ok((head[1], bnd))
+}
+
+/// Greeting (no auth) + request; returns REP and BND.
+pub fn s5_connect(proxy: SocketAddr, dst: &[u8]) -> (TcpStream, u8, SocketAddr) {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 0]);
+    s.write_all(&s5_request(1, dst)).unwrap();
+    let (rep, bnd) = read_s5_reply(&mut s).unwrap();
+    (s, rep, bnd)
+}
+
+/// Greeting offering username/password, then RFC 1929 auth.
+pub fn s5_login(proxy: SocketAddr, user: &str, pass: &str) -> (TcpStream, u8) {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 2, 0, 2]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 2], "server must pick username/password");
+    let mut a = vec![1, user.len() as u8];
+    a.extend_from_slice(user.as_bytes());
+    a.push(pass.len() as u8);
+    a.extend_from_slice(pass.as_bytes());
+    s.write_all(&a).unwrap();
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m[0], 1, "RFC 1929 reply version");
+    (s, m[1])
+}
+
+pub fn s4_request(cmd: u8, dst: SocketAddr, user: &[u8], domain: Option<&str>) -> Vec<u8> {
+    let SocketAddr::V4(v4) = dst else {
+        panic!("SOCKS4 is IPv4 only")
+    };
+    let mut v = vec![4, cmd];
+    v.extend_from_slice(&dst.port().to_be_bytes());
+    match domain {
+        Some(_) => v.extend_from_slice(&[0, 0, 0, 1]),
+        None => v.extend_from_slice(&v4.ip().octets()),
+    }
+    v.extend_from_slice(user);
+    v.push(0);
+    if let Some(d) = domain {
+        v.extend_from_slice(d.as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+/// Reads an 8-byte SOCKS4 reply.
+pub fn read_s4_reply(s: &mut TcpStream) -> io::Result<[u8; 8]> {
+    let mut r = [0u8; 8];
+    s.read_exact(&mut r)?;
+    Ok(r)
+}
+
+/// Deterministic bytes: a stream that differs per `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Round trip through an echo target: what goes out comes back.
+pub fn echo_check(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).unwrap();
+    assert!(back == data, "echoed bytes differ");
+}
+
+/// Reads until EOF, failing on error.
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// True when the server closed the connection (EOF or reset) without
+/// sending anything more.
+pub fn closed_without_data(s: &mut TcpStream) -> bool {
+    let mut b = [0u8; 16];
+    match s.read(&mut b) {
+        Ok(0) => true,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => true,
+        _ => false,
+    }
+}
+
+/// 64-bit FNV-1a, to compare long streams without keeping them.
+pub fn fnv(h: u64, data: &[u8]) -> u64 {
+    data.iter()
+        .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+pub const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
