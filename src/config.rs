@@ -23,8 +23,11 @@ const MAX_SECONDS: f64 = 86_400.0;
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub threads: usize,
+    /// Users from --user flags.
     pub users: Vec<User>,
     pub users_file: Option<PathBuf>,
+    /// Users read from --users-file at start (SIGHUP re-reads the file).
+    pub file_users: Vec<User>,
     pub no_socks4: bool,
     pub outgoing: Option<IpAddr>,
     pub outgoing_iface: Option<String>,
@@ -46,6 +49,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             users: Vec::new(),
             users_file: None,
+            file_users: Vec::new(),
             no_socks4: false,
             outgoing: None,
             outgoing_iface: None,
@@ -227,7 +231,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         let path = PathBuf::from(p);
         let users =
             auth::load_users_file(&path).map_err(|e| ArgError(format!("--users-file: {e}")))?;
-        c.users.extend(users);
+        c.file_users = users;
         c.users_file = Some(path);
     }
     c.no_socks4 = m.opt_present("no-socks4");

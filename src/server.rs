@@ -131,7 +131,13 @@ impl Server {
         let (resolver, dns_threads) = Resolver::start(DNS_THREADS, outlets)?;
 
         let max_conns = cfg.max_conns.unwrap_or_else(default_max_conns);
-        let users = Arc::new(cfg.users.clone());
+        let users = Arc::new(
+            cfg.users
+                .iter()
+                .chain(&cfg.file_users)
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         let source = Source {
             addr: cfg.outgoing,
             iface: cfg.outgoing_iface.clone(),
