@@ -15,11 +15,7 @@ pub struct User {
 
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "User({:?}, <redacted>)",
-            String::from_utf8_lossy(&self.name)
-        )
+        write!(f, "User({:?}, <redacted>)", String::from_utf8_lossy(&self.name))
     }
 }
 
@@ -32,14 +28,9 @@ impl User {
             return Err("name and password must not be empty".into());
         }
         if name.len() > MAX_FIELD || pass.len() > MAX_FIELD {
-            return Err(format!(
-                "name and password are limited to {MAX_FIELD} bytes"
-            ));
+            return Err(format!("name and password are limited to {MAX_FIELD} bytes"));
         }
-        Ok(User {
-            name: name.as_bytes().to_vec(),
-            pass: pass.as_bytes().to_vec(),
-        })
+        Ok(User { name: name.as_bytes().to_vec(), pass: pass.as_bytes().to_vec() })
     }
 }
 
@@ -48,10 +39,7 @@ impl User {
 pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_USERS_FILE {
-        return Err(format!(
-            "{}: larger than {MAX_USERS_FILE} bytes",
-            path.display()
-        ));
+        return Err(format!("{}: larger than {MAX_USERS_FILE} bytes", path.display()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut users = Vec::new();
@@ -93,10 +81,7 @@ mod tests {
 
     #[test]
     fn parse_and_verify() {
-        let users = vec![
-            User::parse("alice:s3:cret").unwrap(),
-            User::parse("bob:pw").unwrap(),
-        ];
+        let users = vec![User::parse("alice:s3:cret").unwrap(), User::parse("bob:pw").unwrap()];
         assert_eq!(users[0].pass, b"s3:cret");
         assert!(verify(&users, b"alice", b"s3:cret"));
         assert!(verify(&users, b"bob", b"pw"));
@@ -113,11 +98,7 @@ mod tests {
     #[test]
     fn users_file() {
         let dir = std::env::temp_dir().join(format!("socksd-users-{}", std::process::id()));
-        std::fs::write(
-            &dir,
-            "# comment\n\nalice:one\r\n  # indented comment\nbob:two:three\n",
-        )
-        .unwrap();
+        std::fs::write(&dir, "# comment\n\nalice:one\r\n  # indented comment\nbob:two:three\n").unwrap();
         let users = load_users_file(&dir).unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[1].pass, b"two:three");

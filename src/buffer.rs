@@ -17,11 +17,7 @@ impl Pool {
     /// `max_free` bounds what the pool keeps after a burst: buffers returned
     /// beyond it are freed.
     pub fn new(size: usize, max_free: usize) -> Pool {
-        Pool {
-            free: Vec::with_capacity(max_free),
-            size,
-            max_free,
-        }
+        Pool { free: Vec::with_capacity(max_free), size, max_free }
     }
 
     pub fn buf_size(&self) -> usize {
@@ -29,9 +25,7 @@ impl Pool {
     }
 
     pub fn take(&mut self) -> Buf {
-        self.free
-            .pop()
-            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
+        self.free.pop().unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
     }
 
     pub fn give(&mut self, buf: Buf) {

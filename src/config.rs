@@ -38,6 +38,14 @@ pub struct Config {
     /// `None`: relays never idle out.
     pub idle_timeout: Option<Duration>,
     pub buffer_size: usize,
+    pub no_bind: bool,
+    pub no_udp: bool,
+    /// How long a BIND listener waits for its one peer.
+    pub bind_timeout: Duration,
+    /// Address put in UDP ASSOCIATE replies instead of the local one (NAT).
+    pub udp_advertise: Option<IpAddr>,
+    /// Fixed range for UDP relay ports, inclusive.
+    pub udp_ports: Option<(u16, u16)>,
     /// -v minus -q; 0 is the default level (info).
     pub verbosity: i32,
 }
@@ -58,6 +66,11 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: None,
             buffer_size: DEFAULT_BUFFER,
+            no_bind: false,
+            no_udp: false,
+            bind_timeout: Duration::from_secs(60),
+            udp_advertise: None,
+            udp_ports: None,
             verbosity: 0,
         }
     }
@@ -66,7 +79,7 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Action {
-    Run(Config),
+    Run(Box<Config>),
     Help(String),
     Version,
 }
@@ -77,18 +90,8 @@ pub struct ArgError(pub String);
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optmulti(
-        "l",
-        "listen",
-        "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)",
-        "ADDR:PORT",
-    );
-    o.optopt(
-        "t",
-        "threads",
-        "reactor threads (default: number of CPUs)",
-        "N",
-    );
+    o.optmulti("l", "listen", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)", "ADDR:PORT");
+    o.optopt("t", "threads", "reactor threads (default: number of CPUs)", "N");
     o.optmulti(
         "u",
         "user",
@@ -102,53 +105,24 @@ fn options() -> Options {
         "PATH",
     );
     o.optflag("", "no-socks4", "refuse SOCKS4 and SOCKS4a");
-    o.optopt(
-        "b",
-        "outgoing",
-        "source address for outgoing connections",
-        "ADDR",
-    );
+    o.optopt("b", "outgoing", "source address for outgoing connections", "ADDR");
     o.optopt(
         "",
         "outgoing-iface",
         "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
         "IFACE",
     );
-    o.optopt(
-        "",
-        "max-conns",
-        "cap on simultaneous client connections (default: from RLIMIT_NOFILE)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "handshake-timeout",
-        "seconds to finish greeting/auth/request (default 10)",
-        "S",
-    );
-    o.optopt(
-        "",
-        "connect-timeout",
-        "seconds to connect to the target (default 10)",
-        "S",
-    );
-    o.optopt(
-        "",
-        "idle-timeout",
-        "close a relay idle this long; 0 = never (default 0)",
-        "S",
-    );
-    o.optopt(
-        "",
-        "buffer-size",
-        "relay buffer per direction in bytes (default 16384)",
-        "BYTES",
-    );
-    o.optflagmulti(
-        "v",
-        "verbose",
-        "more logging (repeatable); RUST_LOG also honoured",
-    );
+    o.optopt("", "max-conns", "cap on simultaneous client connections (default: from RLIMIT_NOFILE)", "N");
+    o.optopt("", "handshake-timeout", "seconds to finish greeting/auth/request (default 10)", "S");
+    o.optopt("", "connect-timeout", "seconds to connect to the target (default 10)", "S");
+    o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
+    o.optopt("", "buffer-size", "relay buffer per direction in bytes (default 16384)", "BYTES");
+    o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
+    o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
+    o.optopt("", "bind-timeout", "seconds a BIND waits for its peer (default 60)", "S");
+    o.optopt("", "udp-advertise", "address given to clients as the UDP relay address (behind NAT)", "ADDR");
+    o.optopt("", "udp-ports", "take UDP relay ports from this range (to forward them through NAT)", "LOW-HIGH");
+    o.optflagmulti("v", "verbose", "more logging (repeatable); RUST_LOG also honoured");
     o.optflagmulti("q", "quiet", "less logging (repeatable)");
     o.optflag("h", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
@@ -169,11 +143,7 @@ pub fn usage() -> String {
 }
 
 fn seconds(flag: &str, v: &str, allow_zero: bool) -> Result<Duration, ArgError> {
-    let bad = || {
-        ArgError(format!(
-            "invalid value for --{flag}: '{v}' (seconds, e.g. 10 or 0.5)"
-        ))
-    };
+    let bad = || ArgError(format!("invalid value for --{flag}: '{v}' (seconds, e.g. 10 or 0.5)"));
     let s: f64 = v.parse().map_err(|_| bad())?;
     if !(0.0..=MAX_SECONDS).contains(&s) || (s == 0.0 && !allow_zero) {
         return Err(bad());
@@ -184,10 +154,18 @@ fn seconds(flag: &str, v: &str, allow_zero: bool) -> Result<Duration, ArgError> 
 fn number(flag: &str, v: &str, min: usize, max: usize) -> Result<usize, ArgError> {
     match v.parse::<usize>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ArgError(format!(
-            "invalid value for --{flag}: '{v}' (a number from {min} to {max})"
-        ))),
+        _ => Err(ArgError(format!("invalid value for --{flag}: '{v}' (a number from {min} to {max})"))),
     }
+}
+
+fn port_range(v: &str) -> Result<(u16, u16), ArgError> {
+    let bad = || ArgError(format!("invalid value for --udp-ports: '{v}' (LOW-HIGH, 1 to 65535)"));
+    let (lo, hi) = v.split_once('-').ok_or_else(bad)?;
+    let (lo, hi): (u16, u16) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// Parses the arguments after the program name.
@@ -200,20 +178,16 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         return Ok(Action::Version);
     }
     if let Some(extra) = m.free.first() {
-        return Err(ArgError(format!(
-            "unexpected argument '{extra}' (socksd takes flags only)"
-        )));
+        return Err(ArgError(format!("unexpected argument '{extra}' (socksd takes flags only)")));
     }
     let mut c = Config::default();
     let listen = m.opt_strs("l");
     if !listen.is_empty() {
         c.listen.clear();
         for l in &listen {
-            let addr = l.parse().map_err(|_| {
-                ArgError(format!(
-                    "invalid value for --listen: '{l}' (ADDR:PORT, IPv6 as [::1]:1080)"
-                ))
-            })?;
+            let addr = l
+                .parse()
+                .map_err(|_| ArgError(format!("invalid value for --listen: '{l}' (ADDR:PORT, IPv6 as [::1]:1080)")))?;
             if !c.listen.contains(&addr) {
                 c.listen.push(addr);
             }
@@ -223,31 +197,23 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.threads = number("threads", &t, 1, MAX_THREADS)?;
     }
     for u in m.opt_strs("u") {
-        let user =
-            User::parse(&u).map_err(|e| ArgError(format!("invalid value for --user: {e}")))?;
+        let user = User::parse(&u).map_err(|e| ArgError(format!("invalid value for --user: {e}")))?;
         c.users.push(user);
     }
     if let Some(p) = m.opt_str("users-file") {
         let path = PathBuf::from(p);
-        let users =
-            auth::load_users_file(&path).map_err(|e| ArgError(format!("--users-file: {e}")))?;
+        let users = auth::load_users_file(&path).map_err(|e| ArgError(format!("--users-file: {e}")))?;
         c.file_users = users;
         c.users_file = Some(path);
     }
     c.no_socks4 = m.opt_present("no-socks4");
     if let Some(b) = m.opt_str("b") {
-        let ip = b.parse().map_err(|_| {
-            ArgError(format!(
-                "invalid value for --outgoing: '{b}' (an IP address)"
-            ))
-        })?;
+        let ip = b.parse().map_err(|_| ArgError(format!("invalid value for --outgoing: '{b}' (an IP address)")))?;
         c.outgoing = Some(ip);
     }
     if let Some(i) = m.opt_str("outgoing-iface") {
         if i.is_empty() || i.len() >= libc::IFNAMSIZ || i.contains('\0') || i.contains('/') {
-            return Err(ArgError(format!(
-                "invalid value for --outgoing-iface: '{i}'"
-            )));
+            return Err(ArgError(format!("invalid value for --outgoing-iface: '{i}'")));
         }
         c.outgoing_iface = Some(i);
     }
@@ -267,8 +233,21 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     if let Some(b) = m.opt_str("buffer-size") {
         c.buffer_size = number("buffer-size", &b, MIN_BUFFER, MAX_BUFFER)?;
     }
+    c.no_bind = m.opt_present("no-bind");
+    c.no_udp = m.opt_present("no-udp");
+    if let Some(s) = m.opt_str("bind-timeout") {
+        c.bind_timeout = seconds("bind-timeout", &s, false)?;
+    }
+    if let Some(a) = m.opt_str("udp-advertise") {
+        let ip =
+            a.parse().map_err(|_| ArgError(format!("invalid value for --udp-advertise: '{a}' (an IP address)")))?;
+        c.udp_advertise = Some(ip);
+    }
+    if let Some(r) = m.opt_str("udp-ports") {
+        c.udp_ports = Some(port_range(&r)?);
+    }
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
-    Ok(Action::Run(c))
+    Ok(Action::Run(Box::new(c)))
 }
 
 #[cfg(test)]
@@ -277,7 +256,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Config {
         match parse_args(args) {
-            Ok(Action::Run(c)) => c,
+            Ok(Action::Run(c)) => *c,
             other => panic!("{other:?}"),
         }
     }
@@ -285,10 +264,7 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let c = run(&[]);
-        assert_eq!(
-            c.listen,
-            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(c.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
         assert_eq!(c.buffer_size, DEFAULT_BUFFER);
         assert_eq!(c.idle_timeout, None);
         let c = run(&[
@@ -327,6 +303,20 @@ mod tests {
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.buffer_size, 65536);
         assert_eq!(c.verbosity, 1);
+        let c = run(&[
+            "--no-bind",
+            "--no-udp",
+            "--bind-timeout",
+            "5",
+            "--udp-advertise",
+            "192.0.2.1",
+            "--udp-ports",
+            "40000-40009",
+        ]);
+        assert!(c.no_bind && c.no_udp);
+        assert_eq!(c.bind_timeout, Duration::from_secs(5));
+        assert_eq!(c.udp_advertise, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(c.udp_ports, Some((40000, 40009)));
     }
 
     #[test]
@@ -344,6 +334,11 @@ mod tests {
             &["stray"],
             &["--outgoing", "host"],
             &["--users-file", "/nonexistent/socksd-users"],
+            &["--udp-ports", "9-1"],
+            &["--udp-ports", "0-10"],
+            &["--udp-ports", "100"],
+            &["--udp-advertise", "nat"],
+            &["--bind-timeout", "0"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert!(!err.0.contains('\n'), "{args:?}: {}", err.0);
@@ -370,6 +365,11 @@ mod tests {
             "--quiet",
             "--help",
             "--version",
+            "--no-bind",
+            "--no-udp",
+            "--bind-timeout",
+            "--udp-advertise",
+            "--udp-ports",
         ] {
             assert!(h.contains(f), "{f}");
         }

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! Greeting ─┬─> (SOCKS5) Auth? ─> Request ─┬─> Resolving ─> Connecting ─> Relaying
-//!           └─> (SOCKS4/4a) ───────────────┘                  │ (next address)
+//!           └─> (SOCKS4/4a) ───────────────┤                  │ (next address)
+//!                                           ├─> [Resolving] ─> BindWaiting ─> Relaying
+//!                                           └─> UdpAssociated (SOCKS5)
 //! any failure ─> Closing (reply queued, write side shut, input drained)
 //! ```
 //!
@@ -20,6 +22,7 @@ use crate::reply::{Reply, Reply4};
 use crate::resolver::Job;
 use crate::socks4;
 use crate::socks5::{self, method};
+use crate::udp::{self, Assoc};
 use log::{debug, info};
 use mio::event::Event;
 use mio::{Interest, Registry, Token};
@@ -28,10 +31,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Token roles: each socket of a connection has its own token,
-/// `key << ROLE_BITS | role`.
-pub const ROLE_BITS: usize = 2;
+/// `key << ROLE_BITS | role`. The UDP roles are in [`crate::udp`].
+pub const ROLE_BITS: usize = 3;
 pub const CLIENT: usize = 0;
+/// The CONNECT target, or the peer a BIND accepted.
 pub const TARGET: usize = 1;
+/// The BIND listener.
+pub const LISTENER: usize = 2;
 
 pub fn token(key: usize, role: usize) -> Token {
     Token(key << ROLE_BITS | role)
@@ -92,8 +98,12 @@ enum State {
     Auth,
     /// SOCKS5 request.
     Request,
-    /// Waiting for the resolver pool.
-    Resolving(Proto),
+    /// Waiting for the resolver pool (for a CONNECT target, or for the
+    /// peer a BIND expects).
+    Resolving {
+        proto: Proto,
+        bind: bool,
+    },
     /// A non-blocking connect to `targets[next - 1]` is under way.
     Connecting {
         proto: Proto,
@@ -102,6 +112,14 @@ enum State {
         until: Instant,
     },
     Relaying,
+    /// BIND: listening for the one peer; the first reply is sent.
+    BindWaiting {
+        proto: Proto,
+        listener: mio::net::TcpListener,
+        expect: Targets,
+    },
+    /// UDP ASSOCIATE: datagrams relayed while the control connection lives.
+    Udp(Box<Assoc>),
     /// A failure reply is queued; the write side is shut once it is sent,
     /// and input is discarded until EOF so that the close does not turn
     /// into a reset that destroys the reply.
@@ -128,6 +146,18 @@ pub enum Step {
         proto: Proto,
         target: Target,
     },
+    /// Consume `used` bytes and listen for a peer from `expect`.
+    Bind {
+        used: usize,
+        proto: Proto,
+        expect: Target,
+    },
+    /// Consume `used` bytes and open a UDP association; `expect` is the
+    /// client's own idea of its UDP source, if it gave an IP.
+    Udp {
+        used: usize,
+        expect: Option<SocketAddr>,
+    },
 }
 
 /// Where an [`Step::Answer`] leads.
@@ -142,6 +172,8 @@ pub enum Next {
 pub struct Policy<'a> {
     pub users: &'a [auth::User],
     pub socks4: bool,
+    pub bind: bool,
+    pub udp: bool,
 }
 
 /// Decides the next handshake step from the buffered bytes. Pure: no I/O,
@@ -159,31 +191,27 @@ pub fn decide(phase: Phase, buf: &[u8], policy: &Policy<'_>) -> Step {
             Ok(Parsed::Done(c, used)) => {
                 let ok = auth::verify(policy.users, c.user, c.pass);
                 if !ok {
-                    info!(
-                        "authentication failed for user {:?}",
-                        String::from_utf8_lossy(c.user)
-                    );
+                    info!("authentication failed for user {:?}", String::from_utf8_lossy(c.user));
                 }
                 let next = if ok { Next::Request } else { Next::Close };
-                Step::Answer {
-                    used,
-                    bytes: socks5::encode_auth_reply(ok),
-                    next,
-                }
+                Step::Answer { used, bytes: socks5::encode_auth_reply(ok), next }
             }
             // RFC 1929 §2: any failure status, then close.
-            Err(_) => Step::Answer {
-                used: 0,
-                bytes: socks5::encode_auth_reply(false),
-                next: Next::Close,
-            },
+            Err(_) => Step::Answer { used: 0, bytes: socks5::encode_auth_reply(false), next: Next::Close },
         },
         Phase::Request => match socks5::parse_request(buf) {
             Ok(Parsed::Incomplete) => Step::NeedMore,
             Err(e) => Step::Fail(Proto::V5, e.reply()),
             Ok(Parsed::Done(req, used)) => match req.cmd {
                 socks5::Command::Connect => connect_step(Proto::V5, used, req.dst),
-                // BIND and UDP ASSOCIATE are not implemented yet.
+                socks5::Command::Bind if policy.bind => bind_step(Proto::V5, used, req.dst),
+                socks5::Command::UdpAssociate if policy.udp => {
+                    let expect = match req.dst {
+                        Addr::Ip(sa) => Some(sa),
+                        Addr::Domain(..) => None,
+                    };
+                    Step::Udp { used, expect }
+                }
                 _ => Step::Fail(Proto::V5, Reply::CommandNotSupported),
             },
         },
@@ -216,11 +244,7 @@ fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
             } else {
                 (method::NO_ACCEPTABLE, Next::Close)
             };
-            Step::Answer {
-                used,
-                bytes: [socks5::VERSION, m],
-                next,
-            }
+            Step::Answer { used, bytes: [socks5::VERSION, m], next }
         }
     }
 }
@@ -235,29 +259,39 @@ fn socks4_request(buf: &[u8], policy: &Policy<'_>) -> Step {
         Err(_) => Step::Fail(Proto::V4, Reply::GeneralFailure),
         Ok(Parsed::Done(req, used)) => match req.cmd {
             socks4::Command::Connect => connect_step(Proto::V4, used, req.dst),
+            socks4::Command::Bind if policy.bind => bind_step(Proto::V4, used, req.dst),
             socks4::Command::Bind => Step::Fail(Proto::V4, Reply::CommandNotSupported),
         },
     }
 }
 
+fn connect_step(proto: Proto, used: usize, dst: Addr<'_>) -> Step {
+    match owned_target(dst) {
+        Some(target) => Step::Connect { used, proto, target },
+        None => Step::Fail(proto, Reply::HostUnreachable),
+    }
+}
+
+fn bind_step(proto: Proto, used: usize, dst: Addr<'_>) -> Step {
+    match owned_target(dst) {
+        Some(expect) => Step::Bind { used, proto, expect },
+        None => Step::Fail(proto, Reply::HostUnreachable),
+    }
+}
+
 /// A domain that is an IP literal is used as is; anything else goes to the
 /// resolver, provided it could be a host name at all.
-fn connect_step(proto: Proto, used: usize, dst: Addr<'_>) -> Step {
-    let target = match dst {
+fn owned_target(dst: Addr<'_>) -> Option<Target> {
+    Some(match dst {
         Addr::Ip(sa) => Target::Ip(sa),
         Addr::Domain(name, port) => match std::str::from_utf8(name) {
             Ok(s) if !s.contains('\0') => match s.parse::<IpAddr>() {
                 Ok(ip) => Target::Ip(SocketAddr::new(ip, port)),
                 Err(_) => Target::Name(s.into(), port),
             },
-            _ => return Step::Fail(proto, Reply::HostUnreachable),
+            _ => return None,
         },
-    };
-    Step::Connect {
-        used,
-        proto,
-        target,
-    }
+    })
 }
 
 /// Control bytes (method, auth status, replies) waiting to reach the client
@@ -276,10 +310,7 @@ impl Ctl {
             self.end -= self.start;
             self.start = 0;
         }
-        let dst = self
-            .buf
-            .get_mut(self.end..self.end + bytes.len())
-            .ok_or(Closed)?;
+        let dst = self.buf.get_mut(self.end..self.end + bytes.len()).ok_or(Closed)?;
         dst.copy_from_slice(bytes);
         self.end += bytes.len();
         Ok(())
@@ -314,13 +345,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        key: usize,
-        id: u64,
-        sock: mio::net::TcpStream,
-        peer: SocketAddr,
-        core: &mut Core,
-    ) -> Conn {
+    pub fn new(key: usize, id: u64, sock: mio::net::TcpStream, peer: SocketAddr, core: &mut Core) -> Conn {
         let mut c = Conn {
             key,
             id,
@@ -358,12 +383,14 @@ impl Conn {
         match role {
             CLIENT => {
                 self.client.mark(ev);
-                // A client that resets while we resolve or connect: nobody
-                // is left to answer. (A plain EOF may be a half-close after
-                // the request, which is legitimate.)
-                if ev.is_error()
-                    && matches!(self.state, State::Resolving(_) | State::Connecting { .. })
-                {
+                // A client that resets while we resolve, connect or wait for
+                // a BIND peer: nobody is left to answer. (A plain EOF may be
+                // a half-close after the request, which is legitimate.)
+                let waiting = matches!(
+                    self.state,
+                    State::Resolving { .. } | State::Connecting { .. } | State::BindWaiting { .. }
+                );
+                if ev.is_error() && waiting {
                     return Err(Closed);
                 }
             }
@@ -374,6 +401,17 @@ impl Conn {
                 t.mark(ev);
                 if matches!(self.state, State::Connecting { .. }) {
                     return self.check_connect(core, reg);
+                }
+            }
+            LISTENER => {
+                if matches!(self.state, State::BindWaiting { .. }) {
+                    return self.accept_peer(core, reg);
+                }
+                return Ok(());
+            }
+            udp::ROLE_RELAY | udp::ROLE_OUT4 | udp::ROLE_OUT6 => {
+                if let State::Udp(a) = &mut self.state {
+                    a.mark(role);
                 }
             }
             _ => return Ok(()),
@@ -390,8 +428,9 @@ impl Conn {
     fn drive(&mut self, core: &mut Core, reg: &Registry) -> Flow {
         match self.state {
             State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
-            State::Resolving(_) | State::Connecting { .. } => self.flush_ctl(),
+            State::Resolving { .. } | State::Connecting { .. } | State::BindWaiting { .. } => self.flush_ctl(),
             State::Relaying => self.relay(core),
+            State::Udp(_) => self.udp(core, reg),
             State::Closing => self.linger(core),
         }
     }
@@ -409,10 +448,8 @@ impl Conn {
         while let Some(phase) = self.phase() {
             let step = {
                 let users = core.shared.users();
-                let policy = Policy {
-                    users: &users,
-                    socks4: !core.shared.cfg.no_socks4,
-                };
+                let cfg = &core.shared.cfg;
+                let policy = Policy { users: &users, socks4: !cfg.no_socks4, bind: !cfg.no_bind, udp: !cfg.no_udp };
                 decide(phase, self.up.pending(), &policy)
             };
             match step {
@@ -443,77 +480,72 @@ impl Conn {
                     }
                 }
                 Step::Fail(proto, reply) => return self.fail(proto, reply, core),
-                Step::Connect {
-                    used,
-                    proto,
-                    target,
-                } => {
+                Step::Connect { used, proto, target } => {
                     self.up.consume(used);
                     self.up.release_if_empty(&mut core.pool);
-                    return self.start(proto, target, core, reg);
+                    return self.start(proto, target, false, core, reg);
+                }
+                Step::Bind { used, proto, expect } => {
+                    self.up.consume(used);
+                    self.up.release_if_empty(&mut core.pool);
+                    return self.start(proto, expect, true, core, reg);
+                }
+                Step::Udp { used, expect } => {
+                    // Nothing may follow the request on a control connection.
+                    self.up.consume(used);
+                    self.up.release(&mut core.pool);
+                    return self.start_udp(expect, core, reg);
                 }
             }
         }
         self.flush_ctl()
     }
 
-    fn start(&mut self, proto: Proto, target: Target, core: &mut Core, reg: &Registry) -> Flow {
+    /// CONNECT to `target`, or (`bind`) listen for a peer from `target`;
+    /// names are resolved first either way.
+    fn start(&mut self, proto: Proto, target: Target, bind: bool, core: &mut Core, reg: &Registry) -> Flow {
+        let what = if bind { "bind" } else { "connect" };
         let until = core.now + core.shared.cfg.connect_timeout;
         match target {
+            Target::Ip(sa) if bind => {
+                debug!("#{} {} bind, peer {}", self.id, self.peer, sa);
+                self.open_bind(proto, Targets::One(sa), core, reg)
+            }
             Target::Ip(sa) => {
                 debug!("#{} {} connect {}", self.id, self.peer, sa);
-                self.connect(
-                    proto,
-                    Targets::One(sa),
-                    0,
-                    until,
-                    Reply::GeneralFailure,
-                    core,
-                    reg,
-                )
+                self.connect(proto, Targets::One(sa), 0, until, Reply::GeneralFailure, core, reg)
             }
             Target::Name(name, port) => {
-                debug!("#{} {} connect {}:{}", self.id, self.peer, name, port);
-                let job = Job {
-                    name,
-                    port,
-                    reactor: core.index,
-                    key: self.key,
-                    id: self.id,
-                };
+                debug!("#{} {} {} {}:{}", self.id, self.peer, what, name, port);
+                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id };
                 if core.shared.resolver.submit(job).is_err() {
                     return self.fail(proto, Reply::GeneralFailure, core);
                 }
-                self.state = State::Resolving(proto);
+                self.state = State::Resolving { proto, bind };
                 self.set_deadline(until, core);
                 self.flush_ctl()
             }
         }
     }
 
-    pub fn on_resolved(
-        &mut self,
-        result: Result<Vec<SocketAddr>, Reply>,
-        core: &mut Core,
-        reg: &Registry,
-    ) -> Flow {
-        let State::Resolving(proto) = self.state else {
-            return Ok(());
-        };
-        match result {
-            Ok(addrs) => {
-                let until = self.deadline.unwrap_or(core.now);
-                self.connect(
-                    proto,
-                    Targets::Many(addrs),
-                    0,
-                    until,
-                    Reply::HostUnreachable,
-                    core,
-                    reg,
-                )
+    pub fn on_resolved(&mut self, result: Result<Vec<SocketAddr>, Reply>, core: &mut Core, reg: &Registry) -> Flow {
+        match self.state {
+            State::Resolving { proto, bind: false } => match result {
+                Ok(addrs) => {
+                    let until = self.deadline.unwrap_or(core.now);
+                    self.connect(proto, Targets::Many(addrs), 0, until, Reply::HostUnreachable, core, reg)
+                }
+                Err(reply) => self.fail(proto, reply, core),
+            },
+            State::Resolving { proto, bind: true } => match result {
+                Ok(addrs) => self.open_bind(proto, Targets::Many(addrs), core, reg),
+                Err(reply) => self.fail(proto, reply, core),
+            },
+            State::Udp(ref mut a) => {
+                a.on_resolved(result, self.key, core, reg);
+                Ok(())
             }
-            Err(reply) => self.fail(proto, reply, core),
+            _ => Ok(()),
         }
     }
 
@@ -540,14 +572,7 @@ impl Conn {
                     continue;
                 }
             };
-            if reg
-                .register(
-                    &mut sock,
-                    token(self.key, TARGET),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
+            if reg.register(&mut sock, token(self.key, TARGET), Interest::READABLE | Interest::WRITABLE).is_err() {
                 last = Reply::GeneralFailure;
                 continue;
             }
@@ -555,12 +580,7 @@ impl Conn {
             let tries = (targets.len() + 1 - next) as u32;
             let slice = (left / tries).max(MIN_ATTEMPT).min(left);
             self.target = Some(Side::new(sock));
-            self.state = State::Connecting {
-                proto,
-                targets,
-                next,
-                until,
-            };
+            self.state = State::Connecting { proto, targets, next, until };
             self.set_deadline(core.now + slice, core);
             return self.flush_ctl();
         }
@@ -585,12 +605,7 @@ impl Conn {
     /// time is left, else answer with `reply`.
     fn next_attempt(&mut self, reply: Reply, core: &mut Core, reg: &Registry) -> Flow {
         self.target = None;
-        let State::Connecting {
-            proto,
-            targets,
-            next,
-            until,
-        } = std::mem::replace(&mut self.state, State::Closing)
+        let State::Connecting { proto, targets, next, until } = std::mem::replace(&mut self.state, State::Closing)
         else {
             return Err(Closed);
         };
@@ -610,6 +625,10 @@ impl Conn {
         t.writable = true;
         debug!("#{} connected from {}", self.id, local);
         self.reply(proto, Reply::Succeeded, local)?;
+        self.enter_relay(core)
+    }
+
+    fn enter_relay(&mut self, core: &mut Core) -> Flow {
         self.state = State::Relaying;
         self.deadline = None;
         self.last_active = core.now;
@@ -619,6 +638,148 @@ impl Conn {
         self.relay(core)
     }
 
+    /// BIND (RFC 1928 §4; SOCKS4 likewise): listen on the address family of
+    /// the expected peer, on `--outgoing` if given, else on the address the
+    /// client came in on; answer with the listening address.
+    fn open_bind(&mut self, proto: Proto, expect: Targets, core: &mut Core, reg: &Registry) -> Flow {
+        let Some(want) = expect.get(0) else {
+            return self.fail(proto, Reply::HostUnreachable, core);
+        };
+        let v4 = want.is_ipv4();
+        let local = self.client.sock.local_addr().ok().map(|a| a.ip().to_canonical());
+        let ip = match (core.shared.cfg.outgoing, local) {
+            (Some(o), _) if o.is_ipv4() == v4 => o,
+            (_, Some(l)) if l.is_ipv4() == v4 => l,
+            _ if v4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            _ => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let listener = match outbound::listen_once(SocketAddr::new(ip, 0)) {
+            Ok(mut l) => match reg.register(&mut l, token(self.key, LISTENER), Interest::READABLE) {
+                Ok(()) => l,
+                Err(_) => return self.fail(proto, Reply::GeneralFailure, core),
+            },
+            Err(e) => return self.fail(proto, Reply::from_io(&e), core),
+        };
+        let bnd = listener.local_addr().unwrap_or(socks5::UNSPECIFIED);
+        debug!("#{} bind listening on {}", self.id, bnd);
+        self.reply(proto, Reply::Succeeded, bnd)?;
+        self.state = State::BindWaiting { proto, listener, expect };
+        self.set_deadline(core.now + core.shared.cfg.bind_timeout, core);
+        self.flush_ctl()
+    }
+
+    /// The BIND listener is readable: take its one connection, check the
+    /// peer, send the second reply and relay. An unspecified expected
+    /// address (0.0.0.0 or ::) admits any peer.
+    fn accept_peer(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        let State::BindWaiting { listener, .. } = &self.state else {
+            return Ok(());
+        };
+        let (mut sock, peer) = match listener.accept() {
+            Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::ConnectionAborted => {
+                return Ok(());
+            }
+            Err(e) => {
+                let State::BindWaiting { proto, .. } = self.state else { return Err(Closed) };
+                return self.fail(proto, Reply::from_io(&e), core);
+            }
+        };
+        // Dropping the listener here: it accepts exactly one connection.
+        let State::BindWaiting { proto, expect, .. } = std::mem::replace(&mut self.state, State::Closing) else {
+            return Err(Closed);
+        };
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let allowed = (0..expect.len())
+            .filter_map(|i| expect.get(i))
+            .any(|e| e.ip().is_unspecified() || e.ip().to_canonical() == peer.ip());
+        if !allowed {
+            info!("#{} bind: peer {} is not the expected host; refused", self.id, peer);
+            return self.fail(proto, Reply::NotAllowed, core);
+        }
+        if reg.register(&mut sock, token(self.key, TARGET), Interest::READABLE | Interest::WRITABLE).is_err() {
+            return self.fail(proto, Reply::GeneralFailure, core);
+        }
+        let _ = sock.set_nodelay(true);
+        let mut side = Side::new(sock);
+        side.readable = true;
+        side.writable = true;
+        self.target = Some(side);
+        debug!("#{} bind: peer {} connected", self.id, peer);
+        self.reply(proto, Reply::Succeeded, peer)?;
+        self.enter_relay(core)
+    }
+
+    /// UDP ASSOCIATE (RFC 1928 §7): the relay socket goes on the address the
+    /// client reached us on, so BND is an address it can reach (or
+    /// `--udp-advertise` behind NAT).
+    fn start_udp(&mut self, expect: Option<SocketAddr>, core: &mut Core, reg: &Registry) -> Flow {
+        let local = match self.client.sock.local_addr() {
+            Ok(a) => a.ip().to_canonical(),
+            Err(_) => return self.fail(Proto::V5, Reply::GeneralFailure, core),
+        };
+        let opened = Assoc::open(local, self.peer.ip().to_canonical(), expect, &core.shared)
+            .and_then(|mut a| a.register(self.key, reg).map(|()| a));
+        let a = match opened {
+            Ok(a) => a,
+            Err(e) => {
+                info!("#{} udp associate: {}", self.id, e);
+                return self.fail(Proto::V5, Reply::GeneralFailure, core);
+            }
+        };
+        let relay = a.relay_addr().unwrap_or(socks5::UNSPECIFIED);
+        let bnd = SocketAddr::new(core.shared.cfg.udp_advertise.unwrap_or(relay.ip()), relay.port());
+        debug!("#{} {} udp associate on {}", self.id, self.peer, relay);
+        self.reply(Proto::V5, Reply::Succeeded, bnd)?;
+        self.state = State::Udp(Box::new(a));
+        self.deadline = None;
+        self.last_active = core.now;
+        if let Some(idle) = core.shared.cfg.idle_timeout {
+            self.arm(core.now + idle, core);
+        }
+        self.udp(core, reg)
+    }
+
+    /// An association: relay datagrams, and watch the control connection,
+    /// whose end (EOF or error) ends the association. Bytes the client
+    /// sends on it mean nothing and are discarded.
+    fn udp(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        self.flush_ctl()?;
+        let mut discarded = 0;
+        while self.client.readable {
+            match self.client.sock.read(&mut core.scratch) {
+                Ok(0) => return Err(Closed),
+                Ok(n) => {
+                    discarded += n;
+                    if discarded >= core.budget {
+                        self.queue(core);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(Closed),
+            }
+        }
+        let State::Udp(a) = &mut self.state else { return Ok(()) };
+        let (moved, more) = a.pump(self.key, self.id, core, reg);
+        if moved > 0 {
+            self.last_active = core.now;
+        }
+        if more {
+            self.queue(core);
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, core: &mut Core) {
+        if !self.queued {
+            self.queued = true;
+            core.ready.push(self.key);
+        }
+    }
+
     fn reply(&mut self, proto: Proto, reply: Reply, bnd: SocketAddr) -> Flow {
         match proto {
             Proto::V5 => {
@@ -626,9 +787,7 @@ impl Conn {
                 let n = socks5::encode_reply(reply, bnd, &mut out);
                 self.ctl.push(&out[..n])
             }
-            Proto::V4 => self
-                .ctl
-                .push(&socks4::encode_reply(Reply4::from(reply), bnd)),
+            Proto::V4 => self.ctl.push(&socks4::encode_reply(Reply4::from(reply), bnd)),
         }
     }
 
@@ -675,11 +834,7 @@ impl Conn {
 
     fn flush_ctl(&mut self) -> Flow {
         while !self.ctl.is_empty() && self.client.writable {
-            match self
-                .client
-                .sock
-                .write(&self.ctl.buf[self.ctl.start..self.ctl.end])
-            {
+            match self.client.sock.write(&self.ctl.buf[self.ctl.start..self.ctl.end]) {
                 Ok(0) => return Err(Closed),
                 Ok(n) => {
                     self.ctl.start += n;
@@ -700,15 +855,9 @@ impl Conn {
         self.flush_ctl()?;
         let t = self.target.as_mut().ok_or(Closed)?;
         let budget = core.budget;
-        let up = self
-            .up
-            .pump(&mut self.client, t, &mut core.pool, budget)
-            .map_err(|_| Closed)?;
+        let up = self.up.pump(&mut self.client, t, &mut core.pool, budget).map_err(|_| Closed)?;
         let (down_bytes, down_more) = if self.ctl.is_empty() {
-            let d = self
-                .down
-                .pump(t, &mut self.client, &mut core.pool, budget)
-                .map_err(|_| Closed)?;
+            let d = self.down.pump(t, &mut self.client, &mut core.pool, budget).map_err(|_| Closed)?;
             (d.bytes, d.more)
         } else {
             (0, false)
@@ -719,9 +868,8 @@ impl Conn {
         if self.up.done() && self.down.done() {
             return Err(Closed);
         }
-        if (up.more || down_more) && !self.queued {
-            self.queued = true;
-            core.ready.push(self.key);
+        if up.more || down_more {
+            self.queue(core);
         }
         Ok(())
     }
@@ -734,7 +882,7 @@ impl Conn {
         }
         self.timer_at = None;
         let due = match self.state {
-            State::Relaying => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
+            State::Relaying | State::Udp(_) => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
             _ => self.deadline,
         };
         let Some(due) = due else { return Ok(()) };
@@ -747,9 +895,13 @@ impl Conn {
                 debug!("#{} {} handshake timeout", self.id, self.peer);
                 Err(Closed)
             }
-            State::Resolving(proto) => self.fail(proto, Reply::TtlExpired, core),
+            State::Resolving { proto, .. } => self.fail(proto, Reply::TtlExpired, core),
+            State::BindWaiting { proto, .. } => {
+                debug!("#{} bind: no peer in time", self.id);
+                self.fail(proto, Reply::TtlExpired, core)
+            }
             State::Connecting { .. } => self.next_attempt(Reply::TtlExpired, core, reg),
-            State::Relaying => {
+            State::Relaying | State::Udp(_) => {
                 debug!("#{} {} idle timeout", self.id, self.peer);
                 Err(Closed)
             }
@@ -776,10 +928,7 @@ mod tests {
     use super::*;
 
     fn open() -> Policy<'static> {
-        Policy {
-            users: &[],
-            socks4: true,
-        }
+        Policy { users: &[], socks4: true, bind: true, udp: true }
     }
 
     #[test]
@@ -789,141 +938,70 @@ mod tests {
         assert_eq!(decide(Phase::Greeting, &[5, 1], &p), Step::NeedMore);
         assert_eq!(
             decide(Phase::Greeting, &[5, 2, 2, 0], &p),
-            Step::Answer {
-                used: 4,
-                bytes: [5, 0],
-                next: Next::Request
-            }
+            Step::Answer { used: 4, bytes: [5, 0], next: Next::Request }
         );
         assert_eq!(
             decide(Phase::Greeting, &[5, 1, 2], &p),
-            Step::Answer {
-                used: 3,
-                bytes: [5, 0xFF],
-                next: Next::Close
-            }
+            Step::Answer { used: 3, bytes: [5, 0xFF], next: Next::Close }
         );
-        assert_eq!(
-            decide(Phase::Greeting, &[5, 0], &p),
-            Step::Answer {
-                used: 2,
-                bytes: [5, 0xFF],
-                next: Next::Close
-            }
-        );
+        assert_eq!(decide(Phase::Greeting, &[5, 0], &p), Step::Answer { used: 2, bytes: [5, 0xFF], next: Next::Close });
         let users = [auth::User::parse("u:p").unwrap()];
-        let p = Policy {
-            users: &users,
-            socks4: true,
-        };
+        let p = Policy { users: &users, socks4: true, bind: true, udp: true };
         assert_eq!(
             decide(Phase::Greeting, &[5, 2, 0, 2], &p),
-            Step::Answer {
-                used: 4,
-                bytes: [5, 2],
-                next: Next::Auth
-            }
+            Step::Answer { used: 4, bytes: [5, 2], next: Next::Auth }
         );
         assert_eq!(
             decide(Phase::Greeting, &[5, 1, 0], &p),
-            Step::Answer {
-                used: 3,
-                bytes: [5, 0xFF],
-                next: Next::Close
-            }
+            Step::Answer { used: 3, bytes: [5, 0xFF], next: Next::Close }
         );
         assert_eq!(
             decide(Phase::Auth, b"\x01\x01u\x01p", &p),
-            Step::Answer {
-                used: 5,
-                bytes: [1, 0],
-                next: Next::Request
-            }
+            Step::Answer { used: 5, bytes: [1, 0], next: Next::Request }
         );
         assert_eq!(
             decide(Phase::Auth, b"\x01\x01u\x01x", &p),
-            Step::Answer {
-                used: 5,
-                bytes: [1, 1],
-                next: Next::Close
-            }
+            Step::Answer { used: 5, bytes: [1, 1], next: Next::Close }
         );
         // With users, SOCKS4 would bypass authentication.
-        assert_eq!(
-            decide(Phase::Greeting, &[4, 1, 0, 80], &p),
-            Step::Fail(Proto::V4, Reply::NotAllowed)
-        );
+        assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &p), Step::Fail(Proto::V4, Reply::NotAllowed));
         assert_eq!(decide(Phase::Greeting, b"GET / HTTP/1.1", &p), Step::Drop);
     }
 
     #[test]
     fn requests() {
         let p = open();
-        let r = decide(
-            Phase::Request,
-            &[5, 1, 0, 1, 127, 0, 0, 1, 0, 80, 1, 2, 3],
-            &p,
-        );
+        let r = decide(Phase::Request, &[5, 1, 0, 1, 127, 0, 0, 1, 0, 80, 1, 2, 3], &p);
         assert_eq!(
             r,
-            Step::Connect {
-                used: 10,
-                proto: Proto::V5,
-                target: Target::Ip("127.0.0.1:80".parse().unwrap())
-            }
+            Step::Connect { used: 10, proto: Proto::V5, target: Target::Ip("127.0.0.1:80".parse().unwrap()) }
         );
         let r = decide(Phase::Request, b"\x05\x01\x00\x03\x09localhost\x00\x50", &p);
-        assert_eq!(
-            r,
-            Step::Connect {
-                used: 16,
-                proto: Proto::V5,
-                target: Target::Name("localhost".into(), 80)
-            }
-        );
+        assert_eq!(r, Step::Connect { used: 16, proto: Proto::V5, target: Target::Name("localhost".into(), 80) });
         let r = decide(Phase::Request, b"\x05\x01\x00\x03\x03::1\x00\x50", &p);
-        assert_eq!(
-            r,
-            Step::Connect {
-                used: 10,
-                proto: Proto::V5,
-                target: Target::Ip("[::1]:80".parse().unwrap())
-            }
-        );
+        assert_eq!(r, Step::Connect { used: 10, proto: Proto::V5, target: Target::Ip("[::1]:80".parse().unwrap()) });
         let r = decide(Phase::Request, b"\x05\x01\x00\x03\x02\xff\xfe\x00\x50", &p);
         assert_eq!(r, Step::Fail(Proto::V5, Reply::HostUnreachable));
+        let bind = [5, 2, 0, 1, 127, 0, 0, 1, 0, 0];
         assert_eq!(
-            decide(Phase::Request, &[5, 2, 0, 1, 0, 0, 0, 0, 0, 0], &p),
-            Step::Fail(Proto::V5, Reply::CommandNotSupported)
+            decide(Phase::Request, &bind, &p),
+            Step::Bind { used: 10, proto: Proto::V5, expect: Target::Ip("127.0.0.1:0".parse().unwrap()) }
         );
+        let udp = [5, 3, 0, 1, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            decide(Phase::Request, &[5, 0x7f, 0, 1], &p),
-            Step::Fail(Proto::V5, Reply::CommandNotSupported)
+            decide(Phase::Request, &udp, &p),
+            Step::Udp { used: 10, expect: Some("0.0.0.0:0".parse().unwrap()) }
         );
-        assert_eq!(
-            decide(Phase::Request, &[5, 1, 0, 9], &p),
-            Step::Fail(Proto::V5, Reply::AddressTypeNotSupported)
-        );
-        let r = decide(
-            Phase::Greeting,
-            b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00",
-            &p,
-        );
-        assert_eq!(
-            r,
-            Step::Connect {
-                used: 23,
-                proto: Proto::V4,
-                target: Target::Name("example.org".into(), 80)
-            }
-        );
-        let p4 = Policy {
-            users: &[],
-            socks4: false,
-        };
-        assert_eq!(
-            decide(Phase::Greeting, &[4], &p4),
-            Step::Fail(Proto::V4, Reply::NotAllowed)
-        );
+        let closed = Policy { users: &[], socks4: true, bind: false, udp: false };
+        assert_eq!(decide(Phase::Request, &bind, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
+        assert_eq!(decide(Phase::Request, &udp, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
+        let s4bind = [4, 2, 0, 21, 127, 0, 0, 1, 0];
+        assert_eq!(decide(Phase::Greeting, &s4bind, &closed), Step::Fail(Proto::V4, Reply::CommandNotSupported));
+        assert_eq!(decide(Phase::Request, &[5, 0x7f, 0, 1], &p), Step::Fail(Proto::V5, Reply::CommandNotSupported));
+        assert_eq!(decide(Phase::Request, &[5, 1, 0, 9], &p), Step::Fail(Proto::V5, Reply::AddressTypeNotSupported));
+        let r = decide(Phase::Greeting, b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00", &p);
+        assert_eq!(r, Step::Connect { used: 23, proto: Proto::V4, target: Target::Name("example.org".into(), 80) });
+        let p4 = Policy { users: &[], socks4: false, bind: false, udp: false };
+        assert_eq!(decide(Phase::Greeting, &[4], &p4), Step::Fail(Proto::V4, Reply::NotAllowed));
     }
 }

@@ -21,6 +21,7 @@ pub mod signals;
 pub mod socks4;
 pub mod socks5;
 pub mod timer;
+pub mod udp;
 
 pub use config::Config;
 pub use server::Server;

@@ -21,24 +21,14 @@ fn init_logging(verbosity: i32) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
-    b.format(|f, r| {
-        writeln!(
-            f,
-            "socksd: {}: {}",
-            r.level().as_str().to_ascii_lowercase(),
-            r.args()
-        )
-    });
+    b.format(|f, r| writeln!(f, "socksd: {}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
     b.init();
 }
 
 /// Raises the soft open-file limit to the hard one: every relayed
 /// connection needs two descriptors, and 1024 is a common soft default.
 fn raise_nofile() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit read and write only the struct on our stack.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -51,7 +41,7 @@ fn raise_nofile() {
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let cfg = match config::parse_args(&args) {
-        Ok(Action::Run(c)) => c,
+        Ok(Action::Run(c)) => *c,
         Ok(Action::Help(text)) => {
             print!("{text}");
             exit(0);

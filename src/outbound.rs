@@ -51,3 +51,15 @@ pub fn finished(sock: &TcpStream) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// A listener for one BIND peer: backlog 1, non-blocking.
+pub fn listen_once(addr: SocketAddr) -> io::Result<mio::net::TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&SockAddr::from(addr))?;
+    sock.listen(1)?;
+    Ok(mio::net::TcpListener::from_std(sock.into()))
+}

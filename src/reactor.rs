@@ -63,8 +63,7 @@ impl Reactor {
         shared: Arc<Shared>,
     ) -> std::io::Result<Reactor> {
         for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry().register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
         }
         let size = shared.cfg.buffer_size;
         let core = Core {
@@ -114,9 +113,7 @@ impl Reactor {
                         let key = t >> ROLE_BITS;
                         let role = t & ((1 << ROLE_BITS) - 1);
                         if let Some(c) = self.conns.get_mut(key) {
-                            if c.on_event(role, ev, &mut self.core, self.poll.registry())
-                                .is_err()
-                            {
+                            if c.on_event(role, ev, &mut self.core, self.poll.registry()).is_err() {
                                 self.close(key);
                             }
                         }
@@ -126,9 +123,7 @@ impl Reactor {
             while let Ok(a) = self.answers.try_recv() {
                 let reg = self.poll.registry();
                 let closed = match self.conns.get_mut(a.key) {
-                    Some(c) if c.id() == a.id => {
-                        c.on_resolved(a.result, &mut self.core, reg).is_err()
-                    }
+                    Some(c) if c.id() == a.id => c.on_resolved(a.result, &mut self.core, reg).is_err(),
                     _ => false,
                 };
                 if closed {
@@ -147,11 +142,7 @@ impl Reactor {
             }
             self.expire();
         }
-        debug!(
-            "reactor {} stopping with {} connections",
-            self.core.index,
-            self.conns.len()
-        );
+        debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len());
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
             self.close(k);
@@ -203,16 +194,9 @@ impl Reactor {
             match self.listeners[i].accept() {
                 Ok((sock, peer)) => self.admit(sock, peer),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => {}
                 Err(e)
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
                 {
                     if !self.emfile_logged {
                         self.emfile_logged = true;
@@ -239,11 +223,8 @@ impl Reactor {
         let _ = sock.set_nodelay(true);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            token(key, 0),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self.poll.registry().register(&mut sock, token(key, 0), Interest::READABLE | Interest::WRITABLE)
+        {
             warn!("register: {e}");
             shared.active.fetch_sub(1, Ordering::AcqRel);
             return;

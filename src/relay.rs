@@ -20,11 +20,7 @@ pub struct Side {
 
 impl Side {
     pub fn new(sock: TcpStream) -> Side {
-        Side {
-            sock,
-            readable: false,
-            writable: false,
-        }
+        Side { sock, readable: false, writable: false }
     }
 
     /// Applies one event's readiness. Errors and hang-ups count as ready:
@@ -97,10 +93,7 @@ impl Half {
             self.start = 0;
         }
         if self.end == buf.len() {
-            return Err(io::Error::new(
-                ErrorKind::OutOfMemory,
-                "handshake buffer full",
-            ));
+            return Err(io::Error::new(ErrorKind::OutOfMemory, "handshake buffer full"));
         }
         let n = src.read(&mut buf[self.end..])?;
         self.end += n;
@@ -130,13 +123,7 @@ impl Half {
     /// is passed on, or `budget` bytes have been written. A full buffer
     /// stops reading (back-pressure): memory per direction never exceeds one
     /// buffer. Any error ends the relay.
-    pub fn pump(
-        &mut self,
-        src: &mut Side,
-        dst: &mut Side,
-        pool: &mut Pool,
-        budget: usize,
-    ) -> io::Result<Pumped> {
+    pub fn pump(&mut self, src: &mut Side, dst: &mut Side, pool: &mut Pool, budget: usize) -> io::Result<Pumped> {
         let mut bytes = 0;
         loop {
             if self.start < self.end {

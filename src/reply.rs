@@ -63,18 +63,9 @@ mod tests {
     #[test]
     fn errno_mapping() {
         let e = |n| io::Error::from_raw_os_error(n);
-        assert_eq!(
-            Reply::from_io(&e(libc::ECONNREFUSED)),
-            Reply::ConnectionRefused
-        );
-        assert_eq!(
-            Reply::from_io(&e(libc::ENETUNREACH)),
-            Reply::NetworkUnreachable
-        );
-        assert_eq!(
-            Reply::from_io(&e(libc::EHOSTUNREACH)),
-            Reply::HostUnreachable
-        );
+        assert_eq!(Reply::from_io(&e(libc::ECONNREFUSED)), Reply::ConnectionRefused);
+        assert_eq!(Reply::from_io(&e(libc::ENETUNREACH)), Reply::NetworkUnreachable);
+        assert_eq!(Reply::from_io(&e(libc::EHOSTUNREACH)), Reply::HostUnreachable);
         assert_eq!(Reply::from_io(&e(libc::ETIMEDOUT)), Reply::TtlExpired);
         assert_eq!(Reply::from_io(&e(libc::EIO)), Reply::GeneralFailure);
         assert_eq!(Reply4::from(Reply::Succeeded), Reply4::Granted);

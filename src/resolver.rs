@@ -56,15 +56,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn start(
-        threads: usize,
-        outlets: Vec<Outlet>,
-    ) -> std::io::Result<(Resolver, Vec<JoinHandle<()>>)> {
+    pub fn start(threads: usize, outlets: Vec<Outlet>) -> std::io::Result<(Resolver, Vec<JoinHandle<()>>)> {
         let inner = Arc::new(Inner {
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                stop: false,
-            }),
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), stop: false }),
             ready: Condvar::new(),
             outlets: outlets.into_iter().map(Mutex::new).collect(),
         });
@@ -93,11 +87,7 @@ impl Resolver {
     }
 
     pub fn stop(&self) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .stop = true;
+        self.inner.queue.lock().unwrap_or_else(|e| e.into_inner()).stop = true;
         self.inner.ready.notify_all();
     }
 }
@@ -122,15 +112,7 @@ fn worker(inner: &Inner) {
         };
         let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
         // A reactor that has stopped drops its receiver; nothing to do then.
-        if outlet
-            .tx
-            .send(Answer {
-                key: job.key,
-                id: job.id,
-                result,
-            })
-            .is_ok()
-        {
+        if outlet.tx.send(Answer { key: job.key, id: job.id, result }).is_ok() {
             let _ = outlet.waker.wake();
         }
     }
@@ -140,9 +122,7 @@ fn worker(inner: &Inner) {
 /// §4 suggests: alternate address families, starting with the first one
 /// the resolver returned.
 pub fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, Reply> {
-    let addrs = (name, port)
-        .to_socket_addrs()
-        .map_err(|_| Reply::HostUnreachable)?;
+    let addrs = (name, port).to_socket_addrs().map_err(|_| Reply::HostUnreachable)?;
     let mut all: Vec<SocketAddr> = Vec::with_capacity(MAX_ADDRS);
     for a in addrs {
         if !all.contains(&a) {
@@ -162,8 +142,7 @@ pub fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, Reply> {
 /// [`MAX_ADDRS`] addresses.
 pub fn interleave(all: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let first_v6 = all[0].is_ipv6();
-    let (mut a, mut b): (VecDeque<_>, VecDeque<_>) =
-        all.into_iter().partition(|s| s.is_ipv6() == first_v6);
+    let (mut a, mut b): (VecDeque<_>, VecDeque<_>) = all.into_iter().partition(|s| s.is_ipv6() == first_v6);
     let mut out = Vec::with_capacity(MAX_ADDRS);
     while out.len() < MAX_ADDRS {
         match a.pop_front() {
@@ -183,20 +162,8 @@ mod tests {
     #[test]
     fn interleaves_families() {
         let v = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let got = interleave(vec![
-            v("[::1]:1"),
-            v("[::2]:1"),
-            v("[::3]:1"),
-            v("1.1.1.1:1"),
-            v("2.2.2.2:1"),
-        ]);
-        let want = vec![
-            v("[::1]:1"),
-            v("1.1.1.1:1"),
-            v("[::2]:1"),
-            v("2.2.2.2:1"),
-            v("[::3]:1"),
-        ];
+        let got = interleave(vec![v("[::1]:1"), v("[::2]:1"), v("[::3]:1"), v("1.1.1.1:1"), v("2.2.2.2:1")]);
+        let want = vec![v("[::1]:1"), v("1.1.1.1:1"), v("[::2]:1"), v("2.2.2.2:1"), v("[::3]:1")];
         assert_eq!(got, want);
         let many: Vec<_> = (1..=20).map(|i| v(&format!("10.0.0.{i}:1"))).collect();
         assert_eq!(interleave(many).len(), MAX_ADDRS);
@@ -204,10 +171,7 @@ mod tests {
 
     #[test]
     fn literal_and_failure() {
-        assert_eq!(
-            resolve("127.0.0.1", 80),
-            Ok(vec!["127.0.0.1:80".parse().unwrap()])
-        );
+        assert_eq!(resolve("127.0.0.1", 80), Ok(vec!["127.0.0.1:80".parse().unwrap()]));
         assert_eq!(resolve("bad\u{0}name", 80), Err(Reply::HostUnreachable));
     }
 }

@@ -12,7 +12,7 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
@@ -34,6 +34,10 @@ pub struct Shared {
     pub active: AtomicUsize,
     pub stop: AtomicBool,
     pub resolver: Resolver,
+    /// Where the next `--udp-ports` search starts, so ports rotate.
+    pub udp_cursor: AtomicUsize,
+    /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
+    pub udp_dropped: AtomicU64,
 }
 
 impl Shared {
@@ -69,10 +73,7 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Two descriptors per relayed connection, less a reserve.
 pub fn default_max_conns() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct we pass, which lives on our stack.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
     let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
@@ -82,27 +83,20 @@ pub fn default_max_conns() -> usize {
 impl Server {
     pub fn start(cfg: Config) -> io::Result<Server> {
         if cfg.listen.is_empty() || cfg.threads == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "need a listen address and a thread",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "need a listen address and a thread"));
         }
         if let Some(iface) = &cfg.outgoing_iface {
             let name = std::ffi::CString::new(iface.as_str())?;
             // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
             if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("no interface named {iface}"),
-                ));
+                return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface named {iface}")));
             }
         }
         let threads = cfg.threads;
         let mut listeners: Vec<Vec<TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(cfg.listen.len());
         for &want in &cfg.listen {
-            let first = bind_listener(want)
-                .map_err(|e| io::Error::new(e.kind(), format!("listen on {want}: {e}")))?;
+            let first = bind_listener(want).map_err(|e| io::Error::new(e.kind(), format!("listen on {want}: {e}")))?;
             // With port 0 the kernel picks a port; the other threads join it.
             let addr = first.local_addr()?;
             listeners[0].push(first);
@@ -120,10 +114,7 @@ impl Server {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = std::sync::mpsc::channel();
-            outlets.push(Outlet {
-                tx,
-                waker: waker.clone(),
-            });
+            outlets.push(Outlet { tx, waker: waker.clone() });
             receivers.push(rx);
             wakers.push(waker);
             polls.push(poll);
@@ -131,17 +122,8 @@ impl Server {
         let (resolver, dns_threads) = Resolver::start(DNS_THREADS, outlets)?;
 
         let max_conns = cfg.max_conns.unwrap_or_else(default_max_conns);
-        let users = Arc::new(
-            cfg.users
-                .iter()
-                .chain(&cfg.file_users)
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
-        let source = Source {
-            addr: cfg.outgoing,
-            iface: cfg.outgoing_iface.clone(),
-        };
+        let users = Arc::new(cfg.users.iter().chain(&cfg.file_users).cloned().collect::<Vec<_>>());
+        let source = Source { addr: cfg.outgoing, iface: cfg.outgoing_iface.clone() };
         let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
         let shared = Arc::new(Shared {
             cfg,
@@ -151,20 +133,14 @@ impl Server {
             active: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             resolver,
+            udp_cursor: AtomicUsize::new(0),
+            udp_dropped: AtomicU64::new(0),
         });
 
-        let mut server = Server {
-            addrs,
-            shared: shared.clone(),
-            wakers,
-            threads: Vec::new(),
-            dns_threads,
-        };
+        let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), dns_threads };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
             let reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
-            let h = std::thread::Builder::new()
-                .name(format!("socksd-reactor-{i}"))
-                .spawn(move || reactor.run())?;
+            let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
         for a in &server.addrs {
@@ -184,6 +160,11 @@ impl Server {
     /// Client connections open right now.
     pub fn active_connections(&self) -> usize {
         self.shared.active.load(Ordering::Acquire)
+    }
+
+    /// UDP datagrams dropped so far (wrong source, fragments, bad headers).
+    pub fn udp_dropped(&self) -> u64 {
+        self.shared.udp_dropped.load(Ordering::Relaxed)
     }
 
     pub fn max_conns(&self) -> usize {

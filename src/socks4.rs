@@ -106,16 +106,7 @@ pub fn encode_reply(cd: Reply4, addr: SocketAddr) -> [u8; REPLY_LEN] {
         SocketAddr::V6(a) => ([0; 4], a.port()),
     };
     let p = port.to_be_bytes();
-    [
-        REPLY_VERSION,
-        cd as u8,
-        p[0],
-        p[1],
-        ip[0],
-        ip[1],
-        ip[2],
-        ip[3],
-    ]
+    [REPLY_VERSION, cd as u8, p[0], p[1], ip[0], ip[1], ip[2], ip[3]]
 }
 
 #[cfg(test)]
@@ -126,15 +117,9 @@ mod tests {
     fn socks4_connect() {
         let msg = [4, 1, 0, 80, 10, 0, 0, 1, b'u', 0, 0xAB];
         for n in 0..10 {
-            assert_eq!(
-                parse_request(&msg[..n]),
-                Ok(Parsed::Incomplete),
-                "prefix {n}"
-            );
+            assert_eq!(parse_request(&msg[..n]), Ok(Parsed::Incomplete), "prefix {n}");
         }
-        let Ok(Parsed::Done(r, 10)) = parse_request(&msg) else {
-            panic!()
-        };
+        let Ok(Parsed::Done(r, 10)) = parse_request(&msg) else { panic!() };
         assert_eq!(r.cmd, Command::Connect);
         assert_eq!(r.user, b"u");
         assert_eq!(r.dst, Addr::Ip("10.0.0.1:80".parse().unwrap()));
@@ -143,17 +128,12 @@ mod tests {
     #[test]
     fn socks4a_domain() {
         let msg = b"\x04\x01\x01\xbb\x00\x00\x00\x07\x00example.org\x00";
-        let Ok(Parsed::Done(r, n)) = parse_request(msg) else {
-            panic!()
-        };
+        let Ok(Parsed::Done(r, n)) = parse_request(msg) else { panic!() };
         assert_eq!(n, msg.len());
         assert_eq!(r.dst, Addr::Domain(b"example.org", 443));
         assert!(r.user.is_empty());
         assert_eq!(parse_request(&msg[..msg.len() - 1]), Ok(Parsed::Incomplete));
-        assert_eq!(
-            parse_request(b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00"),
-            Err(Error::BadDomain)
-        );
+        assert_eq!(parse_request(b"\x04\x01\x00\x50\x00\x00\x00\x01\x00\x00"), Err(Error::BadDomain));
     }
 
     #[test]

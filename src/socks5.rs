@@ -121,10 +121,7 @@ pub fn parse_auth(buf: &[u8]) -> Result<Parsed<Credentials<'_>>, Error> {
     if buf.len() < pend {
         return Ok(Parsed::Incomplete);
     }
-    let creds = Credentials {
-        user: &buf[2..uend],
-        pass: &buf[uend + 1..pend],
-    };
+    let creds = Credentials { user: &buf[2..uend], pass: &buf[uend + 1..pend] };
     Ok(Parsed::Done(creds, pend))
 }
 
@@ -177,10 +174,7 @@ pub fn parse_addr(buf: &[u8]) -> Result<Parsed<Addr<'_>>, Error> {
     let Some(&ty) = buf.first() else {
         return Ok(Parsed::Incomplete);
     };
-    let port_at = |at: usize| {
-        buf.get(at..at + 2)
-            .map(|p| u16::from_be_bytes([p[0], p[1]]))
-    };
+    let port_at = |at: usize| buf.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
     match ty {
         atyp::IPV4 => match (buf.get(1..5), port_at(5)) {
             (Some(ip), Some(port)) => {
@@ -282,10 +276,7 @@ mod tests {
         assert_eq!(parse_greeting(&[5, 2, 0]), Ok(Parsed::Incomplete));
         let g = parse_greeting(&[5, 2, 0, 2, 9]).unwrap();
         assert_eq!(g, Parsed::Done(Greeting { methods: &[0, 2] }, 4));
-        assert_eq!(
-            parse_greeting(&[5, 0]),
-            Ok(Parsed::Done(Greeting { methods: &[] }, 2))
-        );
+        assert_eq!(parse_greeting(&[5, 0]), Ok(Parsed::Done(Greeting { methods: &[] }, 2)));
         assert_eq!(parse_greeting(&[4, 1, 0]), Err(Error::Version(4)));
     }
 
@@ -295,9 +286,7 @@ mod tests {
         for n in 0..8 {
             assert_eq!(parse_auth(&msg[..n]), Ok(Parsed::Incomplete), "prefix {n}");
         }
-        let Ok(Parsed::Done(c, 8)) = parse_auth(&msg) else {
-            panic!()
-        };
+        let Ok(Parsed::Done(c, 8)) = parse_auth(&msg) else { panic!() };
         assert_eq!((c.user, c.pass), (&b"bob"[..], &b"pw"[..]));
         assert!(!format!("{c:?}").contains("pw"));
         assert_eq!(parse_auth(&[5, 1, 0]), Err(Error::Version(5)));
@@ -309,60 +298,26 @@ mod tests {
     fn requests() {
         let v4 = [5, 1, 0, 1, 127, 0, 0, 1, 0x1F, 0x90, 0xEE];
         for n in 0..10 {
-            assert_eq!(
-                parse_request(&v4[..n]),
-                Ok(Parsed::Incomplete),
-                "prefix {n}"
-            );
+            assert_eq!(parse_request(&v4[..n]), Ok(Parsed::Incomplete), "prefix {n}");
         }
         let sa: SocketAddr = "127.0.0.1:8080".parse().unwrap();
-        assert_eq!(
-            parse_request(&v4),
-            Ok(Parsed::Done(
-                Request {
-                    cmd: Command::Connect,
-                    dst: Addr::Ip(sa)
-                },
-                10
-            ))
-        );
+        assert_eq!(parse_request(&v4), Ok(Parsed::Done(Request { cmd: Command::Connect, dst: Addr::Ip(sa) }, 10)));
         let mut v6 = vec![5, 2, 0, 4];
         v6.extend_from_slice(&[0; 15]);
         v6.extend_from_slice(&[1, 0, 80]);
         let sa: SocketAddr = "[::1]:80".parse().unwrap();
-        assert_eq!(
-            parse_request(&v6),
-            Ok(Parsed::Done(
-                Request {
-                    cmd: Command::Bind,
-                    dst: Addr::Ip(sa)
-                },
-                22
-            ))
-        );
+        assert_eq!(parse_request(&v6), Ok(Parsed::Done(Request { cmd: Command::Bind, dst: Addr::Ip(sa) }, 22)));
         let dom = [5, 3, 0, 3, 3, b'a', b'b', b'c', 0, 53];
         assert_eq!(
             parse_request(&dom),
-            Ok(Parsed::Done(
-                Request {
-                    cmd: Command::UdpAssociate,
-                    dst: Addr::Domain(b"abc", 53)
-                },
-                10
-            ))
+            Ok(Parsed::Done(Request { cmd: Command::UdpAssociate, dst: Addr::Domain(b"abc", 53) }, 10))
         );
         assert_eq!(parse_request(&[5, 9, 0, 1]), Err(Error::Command(9)));
         assert_eq!(parse_request(&[5, 1, 0, 7]), Err(Error::AddressType(7)));
-        assert_eq!(
-            parse_request(&[5, 1, 0, 3, 0, 0, 80]),
-            Err(Error::EmptyDomain)
-        );
+        assert_eq!(parse_request(&[5, 1, 0, 3, 0, 0, 80]), Err(Error::EmptyDomain));
         assert_eq!(parse_request(&[4, 1]), Err(Error::Version(4)));
         assert_eq!(Error::Command(9).reply(), Reply::CommandNotSupported);
-        assert_eq!(
-            Error::AddressType(7).reply(),
-            Reply::AddressTypeNotSupported
-        );
+        assert_eq!(Error::AddressType(7).reply(), Reply::AddressTypeNotSupported);
     }
 
     #[test]

@@ -16,9 +16,7 @@ pub struct Timers {
 
 impl Timers {
     pub fn with_capacity(n: usize) -> Timers {
-        Timers {
-            heap: BinaryHeap::with_capacity(n),
-        }
+        Timers { heap: BinaryHeap::with_capacity(n) }
     }
 
     pub fn push(&mut self, at: Instant, key: usize, id: u64) {

@@ -113,13 +113,7 @@ fn relay_allocates_nothing_and_handshakes_little() {
     // Handshakes: CONNECT by IP to a listener that never accepts (the
     // kernel completes the TCP handshake from the backlog).
     let sink = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sink.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
+    sink.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
     sink.listen(1024).unwrap();
     let sink_addr = sink.local_addr().unwrap().as_socket().unwrap();
     let mut req = vec![5, 1, 0];
@@ -146,10 +140,7 @@ fn relay_allocates_nothing_and_handshakes_little() {
     }
     let per = (allocs() - before) as f64 / N as f64;
     println!("allocations per CONNECT handshake: {per:.2}");
-    assert!(
-        per <= 4.0,
-        "a handshake allocates at most a small constant, got {per}"
-    );
+    assert!(per <= 4.0, "a handshake allocates at most a small constant, got {per}");
     drop(held);
     drop(sink);
 }

@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_socksd");
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    Command::new(BIN).args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 #[test]
@@ -48,9 +44,7 @@ fn help_and_version_exit_0() {
     assert!(help.contains("--listen") && help.contains("--idle-timeout"));
     let out = run(&["-V"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .starts_with("socksd "));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("socksd "));
 }
 
 #[test]
@@ -162,22 +156,14 @@ fn warns_about_open_proxy() {
 fn sighup_rereads_users_file() {
     let path = std::env::temp_dir().join(format!("socksd-cli-users-{}", std::process::id()));
     std::fs::write(&path, "# users\nalice:one\n").unwrap();
-    let p = Proc::spawn(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--users-file",
-        path.to_str().unwrap(),
-        "-u",
-        "root:flag",
-    ]);
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "--users-file", path.to_str().unwrap(), "-u", "root:flag"]);
     let proxy = p.listening();
     assert_eq!(common::s5_login(proxy, "alice", "one").1, 0);
     // An established session is untouched by the reload.
     let echo = common::echo_server("127.0.0.1:0");
     let (mut held, st) = common::s5_login(proxy, "alice", "one");
     assert_eq!(st, 0);
-    held.write_all(&common::s5_request(1, &common::addr_bytes(echo)))
-        .unwrap();
+    held.write_all(&common::s5_request(1, &common::addr_bytes(echo))).unwrap();
     assert_eq!(common::read_s5_reply(&mut held).unwrap().0, 0);
 
     std::fs::write(&path, "alice:two\n").unwrap();
@@ -185,11 +171,7 @@ fn sighup_rereads_users_file() {
     p.wait_for("2 users loaded");
     assert_ne!(common::s5_login(proxy, "alice", "one").1, 0);
     assert_eq!(common::s5_login(proxy, "alice", "two").1, 0);
-    assert_eq!(
-        common::s5_login(proxy, "root", "flag").1,
-        0,
-        "flag users kept"
-    );
+    assert_eq!(common::s5_login(proxy, "root", "flag").1, 0, "flag users kept");
 
     std::fs::write(&path, "broken line\n").unwrap();
     p.signal(libc::SIGHUP);
@@ -201,31 +183,17 @@ fn sighup_rereads_users_file() {
 
 #[test]
 fn passwords_never_logged() {
-    let p = Proc::spawn(&[
-        "--listen",
-        "127.0.0.1:0",
-        "-vv",
-        "--user",
-        "alice:Sekr1tPass",
-    ]);
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "-vv", "--user", "alice:Sekr1tPass"]);
     let proxy = p.listening();
     let echo = common::echo_server("127.0.0.1:0");
     let (mut s, st) = common::s5_login(proxy, "alice", "Sekr1tPass");
     assert_eq!(st, 0);
-    s.write_all(&common::s5_request(1, &common::addr_bytes(echo)))
-        .unwrap();
+    s.write_all(&common::s5_request(1, &common::addr_bytes(echo))).unwrap();
     assert_eq!(common::read_s5_reply(&mut s).unwrap().0, 0);
     assert_ne!(common::s5_login(proxy, "alice", "WrongPass99").1, 0);
     drop(s);
     p.signal(libc::SIGTERM);
     let log: Vec<String> = p.lines.iter().collect();
-    assert!(
-        log.iter().any(|l| l.contains("authentication failed")),
-        "{log:?}"
-    );
-    assert!(
-        log.iter()
-            .all(|l| !l.contains("Sekr1tPass") && !l.contains("WrongPass99")),
-        "{log:?}"
-    );
+    assert!(log.iter().any(|l| l.contains("authentication failed")), "{log:?}");
+    assert!(log.iter().all(|l| !l.contains("Sekr1tPass") && !l.contains("WrongPass99")), "{log:?}");
 }

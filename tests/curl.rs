@@ -10,11 +10,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 
 fn have_curl() -> bool {
-    Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 /// A minimal HTTP/1.1 server on loopback that serves `body` for any path.
@@ -35,10 +31,7 @@ fn http_server(body: Vec<u8>) -> SocketAddr {
                         Ok(n) => req.extend_from_slice(&b[..n]),
                     }
                 }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body);
             });
@@ -50,16 +43,7 @@ fn http_server(body: Vec<u8>) -> SocketAddr {
 /// Runs curl through `proxy_url`; returns its exit code and the body.
 fn curl(proxy_url: &str, url: &str) -> (i32, Vec<u8>) {
     let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--max-time",
-            "20",
-            "--noproxy",
-            "",
-            "-x",
-            proxy_url,
-            url,
-        ])
+        .args(["-sS", "--max-time", "20", "--noproxy", "", "-x", proxy_url, url])
         .env_remove("ALL_PROXY")
         .env_remove("all_proxy")
         .env_remove("http_proxy")
@@ -95,11 +79,7 @@ fn curl_through_every_scheme() {
     let (code, got) = curl(&format!("socks4a://someone@{proxy}"), &by_name);
     assert_eq!((code, got == body), (0, true), "socks4a with a user id");
     let (code, got) = curl(&format!("socks5h://any:thing@{proxy}"), &by_name);
-    assert_eq!(
-        (code, got == body),
-        (0, true),
-        "credentials offered, no-auth chosen"
-    );
+    assert_eq!((code, got == body), (0, true), "credentials offered, no-auth chosen");
 }
 
 #[test]
@@ -118,11 +98,7 @@ fn curl_with_username_and_password() {
     for scheme in ["socks5", "socks5h"] {
         let url = if scheme == "socks5" { &by_ip } else { &by_name };
         let (code, got) = curl(&format!("{scheme}://alice:s3cret@{proxy}"), url);
-        assert_eq!(
-            (code, got == body),
-            (0, true),
-            "{scheme} with the right password"
-        );
+        assert_eq!((code, got == body), (0, true), "{scheme} with the right password");
         let (code, _) = curl(&format!("{scheme}://alice:wrong@{proxy}"), url);
         assert_ne!(code, 0, "{scheme} with a wrong password");
         let (code, _) = curl(&format!("{scheme}://{proxy}"), url);

@@ -12,11 +12,7 @@ use std::time::Duration;
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn config() -> Config {
-    Config {
-        listen: vec!["127.0.0.1:0".parse().unwrap()],
-        threads: 2,
-        ..Config::default()
-    }
+    Config { listen: vec!["127.0.0.1:0".parse().unwrap()], threads: 2, ..Config::default() }
 }
 
 pub fn start(cfg: Config) -> (Server, SocketAddr) {
@@ -153,9 +149,7 @@ pub fn s5_login(proxy: SocketAddr, user: &str, pass: &str) -> (TcpStream, u8) {
 }
 
 pub fn s4_request(cmd: u8, dst: SocketAddr, user: &[u8], domain: Option<&str>) -> Vec<u8> {
-    let SocketAddr::V4(v4) = dst else {
-        panic!("SOCKS4 is IPv4 only")
-    };
+    let SocketAddr::V4(v4) = dst else { panic!("SOCKS4 is IPv4 only") };
     let mut v = vec![4, cmd];
     v.extend_from_slice(&dst.port().to_be_bytes());
     match domain {
@@ -219,7 +213,6 @@ pub fn closed_without_data(s: &mut TcpStream) -> bool {
 
 /// 64-bit FNV-1a, to compare long streams without keeping them.
 pub fn fnv(h: u64, data: &[u8]) -> u64 {
-    data.iter()
-        .fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(h, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 pub const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
