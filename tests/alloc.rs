@@ -74,35 +74,40 @@ fn relay_allocates_nothing_and_handshakes_little() {
     let (s, rep, _) = s5_connect(proxy, &addr_bytes(echo));
     assert_eq!(rep, 0);
     let mut r = s.try_clone().unwrap();
-    let (go_tx, go_rx) = std::sync::mpsc::sync_channel::<usize>(1);
+    // Progress is reported through an atomic, not a channel: a blocking
+    // channel receive allocates a wait context the first time.
+    let received = std::sync::Arc::new(AtomicUsize::new(0));
+    let rx_count = received.clone();
     let reader = thread::spawn(move || {
         let mut buf = vec![0u8; CHUNK];
         let mut h = FNV0;
-        // Warm-up, then the measured stream.
-        for total in [16 * CHUNK, ROUNDS * CHUNK] {
-            let mut n = 0;
-            while n < total {
-                let k = r.read(&mut buf).unwrap();
-                assert!(k > 0);
-                h = fnv(h, &buf[..k]);
-                n += k;
-            }
-            go_tx.send(0).unwrap();
+        let mut n = 0;
+        while n < (16 + ROUNDS) * CHUNK {
+            let k = r.read(&mut buf).unwrap();
+            assert!(k > 0);
+            h = fnv(h, &buf[..k]);
+            n += k;
+            rx_count.store(n, Ordering::Release);
         }
         h
     });
+    let wait_for = |total: usize| {
+        while received.load(Ordering::Acquire) < total {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
     let data = pattern(5, CHUNK);
     let mut w = s;
     for _ in 0..16 {
         w.write_all(&data).unwrap();
     }
-    go_rx.recv().unwrap();
+    wait_for(16 * CHUNK);
 
     let before = allocs();
     for _ in 0..ROUNDS {
         w.write_all(&data).unwrap();
     }
-    go_rx.recv().unwrap();
+    wait_for((16 + ROUNDS) * CHUNK);
     let during = allocs() - before;
     let h = reader.join().unwrap();
     let want = (0..16 + ROUNDS).fold(FNV0, |h, _| fnv(h, &data));
@@ -143,4 +148,43 @@ fn relay_allocates_nothing_and_handshakes_little() {
     assert!(per <= 4.0, "a handshake allocates at most a small constant, got {per}");
     drop(held);
     drop(sink);
+
+    // UDP: datagrams through an association, after a warm-up.
+    let echo_u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let echo_addr = echo_u.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut b = vec![0u8; 2048];
+        while let Ok((n, from)) = echo_u.recv_from(&mut b) {
+            let _ = echo_u.send_to(&b[..n], from);
+        }
+    });
+    let mut ctl = connect(proxy);
+    ctl.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    ctl.read_exact(&mut m).unwrap();
+    ctl.write_all(&s5_request(3, &addr_bytes("0.0.0.0:0".parse().unwrap()))).unwrap();
+    let (rep, relay) = read_s5_reply(&mut ctl).unwrap();
+    assert_eq!(rep, 0);
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut dgram = vec![0u8, 0, 0];
+    dgram.extend(addr_bytes(echo_addr));
+    dgram.extend_from_slice(&[7u8; 512]);
+    let mut back = vec![0u8; 2048];
+    let mut trip = |u: &std::net::UdpSocket| {
+        u.send_to(&dgram, relay).unwrap();
+        let (n, _) = u.recv_from(&mut back).unwrap();
+        assert_eq!(n, 10 + 512);
+    };
+    for _ in 0..16 {
+        trip(&u);
+    }
+    let before = allocs();
+    for _ in 0..1000 {
+        trip(&u);
+    }
+    let during = allocs() - before;
+    println!("allocations while relaying 2000 datagrams: {during}");
+    assert_eq!(during, 0, "relaying a datagram must not allocate");
+    drop(ctl);
 }
