@@ -1,6 +1,7 @@
 //! Command-line flags: the only way to configure socksd (routers run it
 //! from an init script; there is no config file).
 
+use crate::acl::{Acl, Cidr};
 use crate::auth::{self, User};
 use getopts::Options;
 use std::net::{IpAddr, SocketAddr};
@@ -46,6 +47,10 @@ pub struct Config {
     pub udp_advertise: Option<IpAddr>,
     /// Fixed range for UDP relay ports, inclusive.
     pub udp_ports: Option<(u16, u16)>,
+    /// Client and destination rules (--allow, --allow-dest, --deny-dest).
+    pub acl: Acl,
+    /// A client IP that authenticated once may later skip authentication.
+    pub auth_once: bool,
     /// -v minus -q; 0 is the default level (info).
     pub verbosity: i32,
 }
@@ -71,6 +76,8 @@ impl Default for Config {
             bind_timeout: Duration::from_secs(60),
             udp_advertise: None,
             udp_ports: None,
+            acl: Acl::default(),
+            auth_once: false,
             verbosity: 0,
         }
     }
@@ -117,6 +124,10 @@ fn options() -> Options {
     o.optopt("", "connect-timeout", "seconds to connect to the target (default 10)", "S");
     o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
     o.optopt("", "buffer-size", "relay buffer per direction in bytes (default 16384)", "BYTES");
+    o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
+    o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
+    o.optmulti("", "deny-dest", "refuse destinations in this network, repeatable; wins over --allow-dest", "CIDR");
+    o.optflag("", "auth-once", "a client IP that authenticated once may then connect without a password");
     o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
     o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
     o.optopt("", "bind-timeout", "seconds a BIND waits for its peer (default 60)", "S");
@@ -233,6 +244,15 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     if let Some(b) = m.opt_str("buffer-size") {
         c.buffer_size = number("buffer-size", &b, MIN_BUFFER, MAX_BUFFER)?;
     }
+    for (flag, list) in
+        [("allow", &mut c.acl.allow), ("allow-dest", &mut c.acl.allow_dest), ("deny-dest", &mut c.acl.deny_dest)]
+    {
+        for v in m.opt_strs(flag) {
+            let cidr: Cidr = v.parse().map_err(|e| ArgError(format!("invalid value for --{flag}: {e}")))?;
+            list.push(cidr);
+        }
+    }
+    c.auth_once = m.opt_present("auth-once");
     c.no_bind = m.opt_present("no-bind");
     c.no_udp = m.opt_present("no-udp");
     if let Some(s) = m.opt_str("bind-timeout") {
@@ -317,6 +337,10 @@ mod tests {
         assert_eq!(c.bind_timeout, Duration::from_secs(5));
         assert_eq!(c.udp_advertise, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(c.udp_ports, Some((40000, 40009)));
+        let c = run(&["--allow", "192.168.1.0/24", "--allow", "::1", "--deny-dest", "127.0.0.0/8", "--auth-once"]);
+        assert_eq!(c.acl.allow.len(), 2);
+        assert_eq!(c.acl.deny_dest.len(), 1);
+        assert!(c.auth_once);
     }
 
     #[test]
@@ -339,6 +363,8 @@ mod tests {
             &["--udp-ports", "100"],
             &["--udp-advertise", "nat"],
             &["--bind-timeout", "0"],
+            &["--allow", "10.0.0.0/33"],
+            &["--deny-dest", "router"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert!(!err.0.contains('\n'), "{args:?}: {}", err.0);
@@ -370,6 +396,10 @@ mod tests {
             "--bind-timeout",
             "--udp-advertise",
             "--udp-ports",
+            "--allow",
+            "--allow-dest",
+            "--deny-dest",
+            "--auth-once",
         ] {
             assert!(h.contains(f), "{f}");
         }

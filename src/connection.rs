@@ -174,6 +174,8 @@ pub struct Policy<'a> {
     pub socks4: bool,
     pub bind: bool,
     pub udp: bool,
+    /// This client's IP authenticated before and `--auth-once` is on.
+    pub trusted: bool,
 }
 
 /// Decides the next handshake step from the buffered bytes. Pure: no I/O,
@@ -234,7 +236,9 @@ fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
         Err(_) => Step::Drop,
         Ok(Parsed::Done(g, used)) => {
             let (m, next) = if !policy.users.is_empty() {
-                if g.offers(method::USER_PASS) {
+                if policy.trusted && g.offers(method::NO_AUTH) {
+                    (method::NO_AUTH, Next::Request)
+                } else if g.offers(method::USER_PASS) {
                     (method::USER_PASS, Next::Auth)
                 } else {
                     (method::NO_ACCEPTABLE, Next::Close)
@@ -449,7 +453,9 @@ impl Conn {
             let step = {
                 let users = core.shared.users();
                 let cfg = &core.shared.cfg;
-                let policy = Policy { users: &users, socks4: !cfg.no_socks4, bind: !cfg.no_bind, udp: !cfg.no_udp };
+                let trusted = cfg.auth_once && phase == Phase::Greeting && core.shared.auth_once_knows(self.peer.ip());
+                let policy =
+                    Policy { users: &users, socks4: !cfg.no_socks4, bind: !cfg.no_bind, udp: !cfg.no_udp, trusted };
                 decide(phase, self.up.pending(), &policy)
             };
             match step {
@@ -471,6 +477,9 @@ impl Conn {
                 }
                 Step::Drop => return Err(Closed),
                 Step::Answer { used, bytes, next } => {
+                    if phase == Phase::Auth && next == Next::Request && core.shared.cfg.auth_once {
+                        core.shared.auth_once_remember(self.peer.ip());
+                    }
                     self.up.consume(used);
                     self.ctl.push(&bytes)?;
                     match next {
@@ -564,6 +573,11 @@ impl Conn {
     ) -> Flow {
         while let Some(addr) = targets.get(next) {
             next += 1;
+            if !core.shared.cfg.acl.dest_allowed(addr.ip()) {
+                debug!("#{} {}: destination denied by rules", self.id, addr);
+                last = Reply::NotAllowed;
+                continue;
+            }
             let mut sock = match outbound::connect(addr, &core.shared.source) {
                 Ok(s) => s,
                 Err(e) => {
@@ -928,7 +942,7 @@ mod tests {
     use super::*;
 
     fn open() -> Policy<'static> {
-        Policy { users: &[], socks4: true, bind: true, udp: true }
+        Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false }
     }
 
     #[test]
@@ -946,7 +960,7 @@ mod tests {
         );
         assert_eq!(decide(Phase::Greeting, &[5, 0], &p), Step::Answer { used: 2, bytes: [5, 0xFF], next: Next::Close });
         let users = [auth::User::parse("u:p").unwrap()];
-        let p = Policy { users: &users, socks4: true, bind: true, udp: true };
+        let p = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: false };
         assert_eq!(
             decide(Phase::Greeting, &[5, 2, 0, 2], &p),
             Step::Answer { used: 4, bytes: [5, 2], next: Next::Auth }
@@ -962,6 +976,12 @@ mod tests {
         assert_eq!(
             decide(Phase::Auth, b"\x01\x01u\x01x", &p),
             Step::Answer { used: 5, bytes: [1, 1], next: Next::Close }
+        );
+        let t = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: true };
+        assert_eq!(
+            decide(Phase::Greeting, &[5, 2, 0, 2], &t),
+            Step::Answer { used: 4, bytes: [5, 0], next: Next::Request },
+            "--auth-once: a known IP may skip the password"
         );
         // With users, SOCKS4 would bypass authentication.
         assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &p), Step::Fail(Proto::V4, Reply::NotAllowed));
@@ -992,7 +1012,7 @@ mod tests {
             decide(Phase::Request, &udp, &p),
             Step::Udp { used: 10, expect: Some("0.0.0.0:0".parse().unwrap()) }
         );
-        let closed = Policy { users: &[], socks4: true, bind: false, udp: false };
+        let closed = Policy { users: &[], socks4: true, bind: false, udp: false, trusted: false };
         assert_eq!(decide(Phase::Request, &bind, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
         assert_eq!(decide(Phase::Request, &udp, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
         let s4bind = [4, 2, 0, 21, 127, 0, 0, 1, 0];
@@ -1001,7 +1021,7 @@ mod tests {
         assert_eq!(decide(Phase::Request, &[5, 1, 0, 9], &p), Step::Fail(Proto::V5, Reply::AddressTypeNotSupported));
         let r = decide(Phase::Greeting, b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00", &p);
         assert_eq!(r, Step::Connect { used: 23, proto: Proto::V4, target: Target::Name("example.org".into(), 80) });
-        let p4 = Policy { users: &[], socks4: false, bind: false, udp: false };
+        let p4 = Policy { users: &[], socks4: false, bind: false, udp: false, trusted: false };
         assert_eq!(decide(Phase::Greeting, &[4], &p4), Step::Fail(Proto::V4, Reply::NotAllowed));
     }
 }

@@ -6,6 +6,7 @@
 //! resolution runs on helper threads. The wire formats ([`socks4`],
 //! [`socks5`]) are pure parsers, usable and testable on their own.
 
+pub mod acl;
 pub mod auth;
 pub mod buffer;
 pub mod config;

@@ -215,6 +215,10 @@ impl Reactor {
 
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
         let shared = &self.core.shared;
+        if !shared.cfg.acl.client_allowed(peer.ip()) {
+            debug!("{peer}: not in --allow, closed");
+            return;
+        }
         if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
             shared.active.fetch_sub(1, Ordering::AcqRel);
             debug!("{peer}: over --max-conns, closed");

@@ -10,10 +10,12 @@ use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::VecDeque;
 use std::io;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 /// Resolver threads. getaddrinfo calls are short on a router's local
@@ -38,9 +40,28 @@ pub struct Shared {
     pub udp_cursor: AtomicUsize,
     /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
     pub udp_dropped: AtomicU64,
+    /// `--auth-once`: client IPs that authenticated, oldest first.
+    authed: Mutex<VecDeque<IpAddr>>,
 }
 
+/// Most client IPs `--auth-once` remembers; the oldest are forgotten first.
+const AUTH_ONCE_MAX: usize = 4096;
+
 impl Shared {
+    pub fn auth_once_knows(&self, ip: IpAddr) -> bool {
+        self.authed.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
+    }
+
+    pub fn auth_once_remember(&self, ip: IpAddr) {
+        let mut set = self.authed.lock().unwrap_or_else(|e| e.into_inner());
+        if !set.contains(&ip) {
+            if set.len() == AUTH_ONCE_MAX {
+                set.pop_front();
+            }
+            set.push_back(ip);
+        }
+    }
+
     /// The current users (a cheap handle; a reload swaps it).
     pub fn users(&self) -> Arc<Vec<User>> {
         self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -135,6 +156,7 @@ impl Server {
             resolver,
             udp_cursor: AtomicUsize::new(0),
             udp_dropped: AtomicU64::new(0),
+            authed: Mutex::new(VecDeque::new()),
         });
 
         let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), dns_threads };
@@ -175,6 +197,8 @@ impl Server {
     /// not affected.
     pub fn set_users(&self, users: Vec<User>) {
         *self.shared.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        // Who may skip the password is earned against the old users.
+        self.shared.authed.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Stops every thread and closes every connection.

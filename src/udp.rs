@@ -261,6 +261,9 @@ impl Assoc {
     }
 
     fn send_out(&mut self, to: SocketAddr, data: &[u8], key: usize, core: &Core, reg: &Registry) -> bool {
+        if !core.shared.cfg.acl.dest_allowed(to.ip()) {
+            return Self::dropped(core);
+        }
         match self.out_socket(to, key, core, reg).and_then(|s| s.send_to(data, to)) {
             Ok(_) => true,
             // UDP is lossy: a full socket buffer drops, as a router would.

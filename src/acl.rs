@@ -1,0 +1,127 @@
+//! Access control: which clients are served, which destinations may be
+//! reached.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An IP network, `ADDR/PREFIX` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) match IPv4 rules, so a
+    /// rule cannot be sidestepped by spelling an address the other way.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = prefix as usize / 8;
+    let rest = prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xFFu8 << (8 - rest);
+    a[full] & mask == b[full] & mask
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr.parse().map_err(|_| format!("'{s}' is not ADDR/PREFIX"))?;
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(|| format!("bad prefix in '{s}'"))?,
+        };
+        Ok(Cidr { net, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// The rules from `--allow`, `--allow-dest` and `--deny-dest`.
+#[derive(Debug, Clone, Default)]
+pub struct Acl {
+    pub allow: Vec<Cidr>,
+    pub allow_dest: Vec<Cidr>,
+    pub deny_dest: Vec<Cidr>,
+}
+
+impl Acl {
+    /// With no `--allow`, every client is served.
+    pub fn client_allowed(&self, ip: IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
+    }
+
+    /// Deny rules win; with any `--allow-dest`, only those networks pass.
+    pub fn dest_allowed(&self, ip: IpAddr) -> bool {
+        if self.deny_dest.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        self.allow_dest.is_empty() || self.allow_dest.iter().any(|c| c.contains(ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn matching() {
+        assert!(c("10.0.0.0/8").contains(ip("10.200.1.1")));
+        assert!(!c("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(c("192.168.1.0/25").contains(ip("192.168.1.127")));
+        assert!(!c("192.168.1.0/25").contains(ip("192.168.1.128")));
+        assert!(c("0.0.0.0/0").contains(ip("1.2.3.4")));
+        assert!(!c("0.0.0.0/0").contains(ip("::1")));
+        assert!(c("127.0.0.1").contains(ip("::ffff:127.0.0.1")), "mapped addresses match IPv4 rules");
+        assert!(c("fd00::/8").contains(ip("fd12::1")));
+        assert!(c("::1").contains(ip("::1")));
+        assert!(!c("::1").contains(ip("::2")));
+        for bad in ["10.0.0.0/33", "::/129", "host/8", "10.0.0.0/x", ""] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert_eq!(c("10.1.2.3/8").to_string(), "10.1.2.3/8");
+    }
+
+    #[test]
+    fn rules() {
+        let acl =
+            Acl { allow: vec![c("127.0.0.0/8")], allow_dest: vec![c("10.0.0.0/8")], deny_dest: vec![c("10.0.0.1")] };
+        assert!(acl.client_allowed(ip("127.0.0.5")));
+        assert!(!acl.client_allowed(ip("192.0.2.1")));
+        assert!(acl.dest_allowed(ip("10.0.0.2")));
+        assert!(!acl.dest_allowed(ip("10.0.0.1")));
+        assert!(!acl.dest_allowed(ip("192.0.2.1")));
+        assert!(Acl::default().client_allowed(ip("::1")) && Acl::default().dest_allowed(ip("::1")));
+    }
+}
