@@ -24,6 +24,7 @@ pub const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX / 2;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+const EMFILE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Buffers a thread keeps in reserve after a burst.
 const POOL_KEEP: usize = 256;
 /// Scratch space for discarded input (and whole datagrams).
@@ -51,7 +52,8 @@ pub struct Reactor {
     core: Core,
     next_id: u64,
     accept_paused: Option<Instant>,
-    emfile_logged: bool,
+    /// When running out of descriptors was last logged (once a minute at most).
+    emfile_logged: Option<Instant>,
 }
 
 impl Reactor {
@@ -84,7 +86,7 @@ impl Reactor {
             core,
             next_id: 0,
             accept_paused: None,
-            emfile_logged: false,
+            emfile_logged: None,
         })
     }
 
@@ -198,11 +200,12 @@ impl Reactor {
                 Err(e)
                     if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
                 {
-                    if !self.emfile_logged {
-                        self.emfile_logged = true;
+                    let now = Instant::now();
+                    if self.emfile_logged.is_none_or(|t| now.duration_since(t) >= EMFILE_LOG_EVERY) {
+                        self.emfile_logged = Some(now);
                         warn!("accept: {e}; pausing accepts until descriptors free up (raise the open-file limit or lower --max-conns)");
                     }
-                    self.accept_paused = Some(Instant::now() + ACCEPT_BACKOFF);
+                    self.accept_paused = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
                 Err(e) => {

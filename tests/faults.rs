@@ -1,0 +1,136 @@
+//! Faults mid-stream: resets from either side, a target that never reads,
+//! a target that never answers the connect. Afterwards no descriptor is
+//! left behind. One test in this file: the descriptor count is per process.
+
+mod common;
+
+use common::*;
+use socket2::{Domain, SockAddr, Socket, Type};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Closes with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(s: TcpStream) {
+    Socket::from(s).set_linger(Some(Duration::ZERO)).unwrap();
+}
+
+/// Reads until the stream ends, one way or another.
+fn until_end(s: &mut TcpStream) -> usize {
+    let mut b = [0u8; 16384];
+    let mut n = 0;
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return n,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return n,
+            Err(e) => panic!("stream did not end: {e}"),
+        }
+    }
+}
+
+#[test]
+fn faults_leave_nothing_behind() {
+    let mut cfg = config();
+    cfg.connect_timeout = Duration::from_millis(300);
+    let (srv, proxy) = start(cfg);
+
+    // Targets, set up before the baseline is taken.
+    let rst_target = target("127.0.0.1:0", |mut s| {
+        s.write_all(&[1u8; 1000]).unwrap();
+        let mut b = [0u8; 10];
+        let _ = s.read(&mut b);
+        reset(s);
+    });
+    let (seen_tx, seen_rx) = mpsc::channel::<&'static str>();
+    let seen_tx = std::sync::Mutex::new(seen_tx);
+    let watcher = target("127.0.0.1:0", move |mut s| {
+        until_end(&mut s);
+        seen_tx.lock().unwrap().send("closed").unwrap();
+    });
+    let (hold_tx, hold_rx) = mpsc::channel::<TcpStream>();
+    let hold_tx = std::sync::Mutex::new(hold_tx);
+    let deaf = target("127.0.0.1:0", move |s| {
+        // Never reads: hands the socket to the test to keep it open.
+        hold_tx.lock().unwrap().send(s).unwrap();
+    });
+    let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    full.bind(&SockAddr::from("127.0.0.1:0".parse::<SocketAddr>().unwrap())).unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let fillers: Vec<Socket> = (0..4)
+        .map(|_| {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let _ = s.connect(&SockAddr::from(full_addr));
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let baseline = open_fds();
+
+    for _ in 0..20 {
+        // The target resets mid-stream: the client sees the end.
+        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(rst_target));
+        assert_eq!(rep, 0);
+        c.write_all(b"poke").unwrap();
+        assert!(until_end(&mut c) <= 1000);
+
+        // The client resets mid-stream: the target sees the end.
+        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(watcher));
+        assert_eq!(rep, 0);
+        c.write_all(b"some bytes").unwrap();
+        reset(c);
+        assert_eq!(seen_rx.recv_timeout(IO_TIMEOUT).unwrap(), "closed");
+    }
+    for _ in 0..5 {
+        // A target that never answers the connect: 0x06.
+        let (_c, rep, _) = s5_connect(proxy, &addr_bytes(full_addr));
+        assert_eq!(rep, 0x06);
+    }
+
+    // A target that never reads: the relay stops reading the client once
+    // its buffer and the kernel's are full, instead of buffering more.
+    let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(deaf));
+    assert_eq!(rep, 0);
+    let held = hold_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut sent = 0usize;
+    loop {
+        match c.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{e}"),
+        }
+        // Loopback socket buffers can hold up to ~20 MiB on the way
+        // (client send, server receive and send, target receive).
+        assert!(sent < 32 << 20, "the server buffers without bound");
+    }
+    println!("bytes accepted before back-pressure stopped the client: {sent}");
+    // Others are still served meanwhile.
+    let echo_ok = {
+        let (mut e, rep, _) = s5_connect(proxy, &addr_bytes(watcher));
+        assert_eq!(rep, 0);
+        e.write_all(b"x").unwrap();
+        drop(e);
+        seen_rx.recv_timeout(IO_TIMEOUT).is_ok()
+    };
+    assert!(echo_ok);
+    drop(c);
+    drop(held);
+
+    wait_idle(&srv);
+    // Every socket on both sides is gone: back to the baseline.
+    let end = std::time::Instant::now() + IO_TIMEOUT;
+    while open_fds() > baseline {
+        assert!(std::time::Instant::now() < end, "leaked descriptors: {} > {baseline}", open_fds());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(fillers);
+}
