@@ -41,7 +41,7 @@ fn emfile_backs_off_logs_once_and_recovers() {
         }
     });
     let mut log = Vec::new();
-    let mut wait_for = |needle: &str, log: &mut Vec<String>| loop {
+    let wait_for = |needle: &str, log: &mut Vec<String>| loop {
         let l = rx.recv_timeout(common::IO_TIMEOUT).unwrap_or_else(|_| panic!("no {needle:?} in {log:?}"));
         log.push(l.clone());
         if l.contains(needle) {
