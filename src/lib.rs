@@ -11,6 +11,7 @@ pub mod auth;
 pub mod buffer;
 pub mod config;
 pub mod connection;
+pub mod loadgen;
 pub mod outbound;
 pub mod parse;
 pub mod reactor;

@@ -25,8 +25,9 @@ const LISTENER_BASE: usize = usize::MAX / 2;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const EMFILE_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Buffers a thread keeps in reserve after a burst.
-const POOL_KEEP: usize = 256;
+/// Spare buffers a thread keeps after a burst (1 MiB at the default
+/// size); beyond that, returned buffers are freed.
+const POOL_KEEP: usize = 64;
 /// Scratch space for discarded input (and whole datagrams).
 const SCRATCH: usize = 64 * 1024;
 

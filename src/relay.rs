@@ -150,6 +150,9 @@ impl Half {
                     // reports that on its own.
                     let _ = dst.sock.shutdown(Shutdown::Write);
                 }
+                // A finished direction holds no buffer while the other
+                // one carries on.
+                self.release_if_empty(pool);
                 break;
             }
             if !src.readable {

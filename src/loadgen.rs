@@ -1,0 +1,313 @@
+//! The load generator behind `socksd-bench` and `benches/compare.rs`:
+//! its own loopback targets, a minimal SOCKS5 client, and the four
+//! measurements (bulk throughput, connection rate, round-trip latency, idle
+//! memory). Blocking std sockets and threads: simple, and the same for the
+//! direct path and every proxy, so ratios compare like with like.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How to reach a target: directly, or through a SOCKS5 proxy.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub proxy: Option<SocketAddr>,
+    pub user: Option<(String, String)>,
+}
+
+impl Route {
+    pub fn direct() -> Route {
+        Route { proxy: None, user: None }
+    }
+
+    pub fn socks5(proxy: SocketAddr) -> Route {
+        Route { proxy: Some(proxy), user: None }
+    }
+
+    /// Opens a stream to `target`: a SOCKS5 CONNECT (greeting, optional
+    /// RFC 1929 login, request) through the proxy, or a plain connect.
+    pub fn open(&self, target: SocketAddr) -> io::Result<TcpStream> {
+        let Some(proxy) = self.proxy else {
+            let s = TcpStream::connect(target)?;
+            s.set_nodelay(true)?;
+            return Ok(s);
+        };
+        let mut s = TcpStream::connect(proxy)?;
+        s.set_nodelay(true)?;
+        let bad = |what: &str| io::Error::other(format!("proxy refused: {what}"));
+        let mut m = [0u8; 2];
+        match &self.user {
+            None => {
+                s.write_all(&[5, 1, 0])?;
+                s.read_exact(&mut m)?;
+                if m != [5, 0] {
+                    return Err(bad("method"));
+                }
+            }
+            Some((u, p)) => {
+                s.write_all(&[5, 1, 2])?;
+                s.read_exact(&mut m)?;
+                if m != [5, 2] {
+                    return Err(bad("method"));
+                }
+                let mut a = vec![1, u.len() as u8];
+                a.extend_from_slice(u.as_bytes());
+                a.push(p.len() as u8);
+                a.extend_from_slice(p.as_bytes());
+                s.write_all(&a)?;
+                s.read_exact(&mut m)?;
+                if m[1] != 0 {
+                    return Err(bad("login"));
+                }
+            }
+        }
+        let mut req = vec![5, 1, 0];
+        match target {
+            SocketAddr::V4(a) => {
+                req.push(1);
+                req.extend_from_slice(&a.ip().octets());
+            }
+            SocketAddr::V6(a) => {
+                req.push(4);
+                req.extend_from_slice(&a.ip().octets());
+            }
+        }
+        req.extend_from_slice(&target.port().to_be_bytes());
+        s.write_all(&req)?;
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head)?;
+        if head[1] != 0 {
+            return Err(bad(&format!("reply {:#04x}", head[1])));
+        }
+        let rest = if head[3] == 4 { 18 } else { 6 };
+        let mut skip = [0u8; 18];
+        s.read_exact(&mut skip[..rest])?;
+        Ok(s)
+    }
+}
+
+fn serve<F: Fn(TcpStream) + Send + Sync + 'static>(f: F) -> io::Result<SocketAddr> {
+    let l = TcpListener::bind("127.0.0.1:0")?;
+    let a = l.local_addr()?;
+    let f = Arc::new(f);
+    thread::Builder::new().name("bench-target".into()).spawn(move || {
+        for s in l.incoming().flatten() {
+            let f = f.clone();
+            let _ = s.set_nodelay(true);
+            let _ = thread::Builder::new().stack_size(256 * 1024).spawn(move || f(s));
+        }
+    })?;
+    Ok(a)
+}
+
+/// Loopback targets for the measurements.
+pub struct Targets {
+    /// Reads and discards until EOF.
+    pub sink: SocketAddr,
+    /// Writes until the peer goes away.
+    pub source: SocketAddr,
+    /// Echoes until EOF.
+    pub echo: SocketAddr,
+}
+
+impl Targets {
+    pub fn start() -> io::Result<Targets> {
+        let sink = serve(|mut s| {
+            let mut b = vec![0u8; 256 * 1024];
+            while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+        })?;
+        let source = serve(|mut s| {
+            let b = vec![0x5Au8; 256 * 1024];
+            while s.write_all(&b).is_ok() {}
+        })?;
+        let echo = serve(|mut s| {
+            let mut b = vec![0u8; 64 * 1024];
+            loop {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&b[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = s.shutdown(Shutdown::Write);
+        })?;
+        Ok(Targets { sink, source, echo })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to target.
+    Up,
+    /// Target to client.
+    Down,
+}
+
+/// Bulk throughput: `streams` connections moving data one way for `time`.
+/// Returns bytes per second.
+pub fn bulk(route: &Route, t: &Targets, streams: usize, dir: Direction, time: Duration) -> io::Result<f64> {
+    let target = if dir == Direction::Up { t.sink } else { t.source };
+    let conns: Vec<TcpStream> = (0..streams).map(|_| route.open(target)).collect::<io::Result<_>>()?;
+    let total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            let (total, stop) = (total.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut b = vec![0x33u8; 256 * 1024];
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = match dir {
+                        Direction::Up => s.write(&b),
+                        Direction::Down => s.read(&mut b),
+                    };
+                    match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k as u64,
+                    }
+                }
+                total.fetch_add(n, Ordering::Relaxed);
+                let _ = s.shutdown(Shutdown::Both);
+            })
+        })
+        .collect();
+    thread::sleep(time);
+    stop.store(true, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(total.load(Ordering::Relaxed) as f64 / secs)
+}
+
+/// Percentiles of a set of durations, in microseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub count: usize,
+}
+
+pub fn percentiles(mut v: Vec<Duration>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles::default();
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)].as_secs_f64() * 1e6;
+    Percentiles { p50: at(0.50), p99: at(0.99), p999: at(0.999), count: v.len() }
+}
+
+/// Connection rate: `workers` threads each repeating connect (+ SOCKS5
+/// CONNECT) + 64-byte echo + close for `time`. Returns completed cycles
+/// per second and the cycle-time percentiles.
+pub fn connrate(route: &Route, t: &Targets, workers: usize, time: Duration) -> io::Result<(f64, Percentiles)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (route, echo, stop) = (route.clone(), t.echo, stop.clone());
+            thread::spawn(move || {
+                let mut times = Vec::with_capacity(64 * 1024);
+                let msg = [0x42u8; 64];
+                let mut back = [0u8; 64];
+                let mut errors = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let ok = route.open(echo).and_then(|mut s| {
+                        s.write_all(&msg)?;
+                        s.read_exact(&mut back)
+                    });
+                    match ok {
+                        Ok(()) => times.push(t0.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (times, errors)
+            })
+        })
+        .collect();
+    thread::sleep(time);
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for h in handles {
+        let (times, _errors) = h.join().map_err(|_| io::Error::other("worker panicked"))?;
+        all.extend(times);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = all.len() as f64 / secs;
+    Ok((rate, percentiles(all)))
+}
+
+/// Round-trip latency of one established connection: `count` ping-pongs of
+/// 64 bytes, after a warm-up.
+pub fn latency(route: &Route, t: &Targets, count: usize) -> io::Result<Percentiles> {
+    let mut s = route.open(t.echo)?;
+    let msg = [0x17u8; 64];
+    let mut back = [0u8; 64];
+    for _ in 0..count / 10 + 1 {
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+    }
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t0 = Instant::now();
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+        times.push(t0.elapsed());
+    }
+    Ok(percentiles(times))
+}
+
+/// Idle relayed connections: `n` connections through the route to targets
+/// that never accept (the kernel completes their handshakes from the
+/// listen backlog), so that the target side costs no descriptors here.
+/// The returned handle keeps them open.
+pub struct IdleSet {
+    _listeners: Vec<socket2::Socket>,
+    pub conns: Vec<TcpStream>,
+}
+
+pub fn idle(route: &Route, n: usize) -> io::Result<IdleSet> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    const BACKLOG: usize = 4096;
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for _ in 0..n.div_ceil(BACKLOG - 64) {
+        let l = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+        l.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))?;
+        l.listen(BACKLOG as i32)?;
+        addrs.push(l.local_addr()?.as_socket().ok_or_else(|| io::Error::other("no address"))?);
+        listeners.push(l);
+    }
+    let mut conns = Vec::with_capacity(n);
+    for i in 0..n {
+        conns.push(route.open(addrs[i / (BACKLOG - 64)])?);
+    }
+    Ok(IdleSet { _listeners: listeners, conns })
+}
+
+/// Resident memory of a process, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) a process has used, in seconds (Linux).
+pub fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf reads a constant; no memory is touched.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
