@@ -39,6 +39,8 @@ pub struct Config {
     /// `None`: relays never idle out.
     pub idle_timeout: Option<Duration>,
     pub buffer_size: usize,
+    /// Relay through splice(2) and pooled pipes instead of copying.
+    pub splice: bool,
     pub no_bind: bool,
     pub no_udp: bool,
     /// How long a BIND listener waits for its one peer.
@@ -71,6 +73,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: None,
             buffer_size: DEFAULT_BUFFER,
+            splice: cfg!(target_os = "linux"),
             no_bind: false,
             no_udp: false,
             bind_timeout: Duration::from_secs(60),
@@ -124,6 +127,8 @@ fn options() -> Options {
     o.optopt("", "connect-timeout", "seconds to connect to the target (default 10)", "S");
     o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
     o.optopt("", "buffer-size", "relay buffer per direction in bytes (default 16384)", "BYTES");
+    o.optflag("", "splice", "relay with splice(2) through pooled pipes (default on Linux)");
+    o.optflag("", "no-splice", "relay by copying through --buffer-size buffers");
     o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
     o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
     o.optmulti("", "deny-dest", "refuse destinations in this network, repeatable; wins over --allow-dest", "CIDR");
@@ -253,6 +258,12 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         }
     }
     c.auth_once = m.opt_present("auth-once");
+    match (m.opt_present("splice"), m.opt_present("no-splice")) {
+        (true, true) => return Err(ArgError("--splice and --no-splice contradict each other".into())),
+        (true, false) => c.splice = true,
+        (false, true) => c.splice = false,
+        (false, false) => {}
+    }
     c.no_bind = m.opt_present("no-bind");
     c.no_udp = m.opt_present("no-udp");
     if let Some(s) = m.opt_str("bind-timeout") {
@@ -400,6 +411,8 @@ mod tests {
             "--allow-dest",
             "--deny-dest",
             "--auth-once",
+            "--splice",
+            "--no-splice",
         ] {
             assert!(h.contains(f), "{f}");
         }

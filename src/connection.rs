@@ -379,8 +379,8 @@ impl Conn {
 
     /// Gives the relay buffers back; the sockets close when dropped.
     pub fn release(&mut self, core: &mut Core) {
-        self.up.release(&mut core.pool);
-        self.down.release(&mut core.pool);
+        self.up.release(&mut core.pool, core.pipes.as_mut());
+        self.down.release(&mut core.pool, core.pipes.as_mut());
     }
 
     pub fn on_event(&mut self, role: usize, ev: &Event, core: &mut Core, reg: &Registry) -> Flow {
@@ -502,7 +502,7 @@ impl Conn {
                 Step::Udp { used, expect } => {
                     // Nothing may follow the request on a control connection.
                     self.up.consume(used);
-                    self.up.release(&mut core.pool);
+                    self.up.release(&mut core.pool, None);
                     return self.start_udp(expect, core, reg);
                 }
             }
@@ -814,7 +814,7 @@ impl Conn {
     fn enter_closing(&mut self, core: &mut Core) -> Flow {
         self.state = State::Closing;
         self.target = None;
-        self.up.release(&mut core.pool);
+        self.up.release(&mut core.pool, core.pipes.as_mut());
         self.set_deadline(core.now + LINGER, core);
         self.linger(core)
     }
@@ -869,9 +869,10 @@ impl Conn {
         self.flush_ctl()?;
         let t = self.target.as_mut().ok_or(Closed)?;
         let budget = core.budget;
-        let up = self.up.pump(&mut self.client, t, &mut core.pool, budget).map_err(|_| Closed)?;
+        let up = self.up.pump(&mut self.client, t, &mut core.pool, core.pipes.as_mut(), budget).map_err(|_| Closed)?;
         let (down_bytes, down_more) = if self.ctl.is_empty() {
-            let d = self.down.pump(t, &mut self.client, &mut core.pool, budget).map_err(|_| Closed)?;
+            let d =
+                self.down.pump(t, &mut self.client, &mut core.pool, core.pipes.as_mut(), budget).map_err(|_| Closed)?;
             (d.bytes, d.more)
         } else {
             (0, false)

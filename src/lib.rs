@@ -14,6 +14,7 @@ pub mod connection;
 pub mod loadgen;
 pub mod outbound;
 pub mod parse;
+pub mod pipe;
 pub mod reactor;
 pub mod relay;
 pub mod reply;

@@ -4,6 +4,7 @@
 
 use crate::buffer::Pool;
 use crate::connection::{token, Conn, ROLE_BITS};
+use crate::pipe::PipePool;
 use crate::resolver::Answer;
 use crate::server::Shared;
 use crate::timer::Timers;
@@ -28,6 +29,10 @@ const EMFILE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// Spare buffers a thread keeps after a burst (1 MiB at the default
 /// size); beyond that, returned buffers are freed.
 const POOL_KEEP: usize = 64;
+/// Capacity asked of each splice pipe, and how many idle pipes a thread
+/// keeps (each is two descriptors).
+const PIPE_SIZE: usize = 256 * 1024;
+const PIPES_KEEP: usize = 32;
 /// Scratch space for discarded input (and whole datagrams).
 const SCRATCH: usize = 64 * 1024;
 
@@ -36,6 +41,8 @@ pub struct Core {
     pub shared: Arc<Shared>,
     pub index: usize,
     pub pool: Pool,
+    /// Pipes for the splice path; `None` when it is off.
+    pub pipes: Option<PipePool>,
     pub timers: Timers,
     /// Connections whose relay budget ran out, to resume next round.
     pub ready: Vec<usize>,
@@ -72,6 +79,7 @@ impl Reactor {
         let core = Core {
             index,
             pool: Pool::new(size, POOL_KEEP),
+            pipes: shared.cfg.splice.then(|| PipePool::new(PIPE_SIZE, PIPES_KEEP)),
             timers: Timers::with_capacity(1024),
             ready: Vec::with_capacity(256),
             now: Instant::now(),

@@ -7,6 +7,7 @@
 //! is resumed without waiting for an edge that will never come.
 
 use crate::buffer::{Buf, Pool};
+use crate::pipe::{Pipe, PipePool};
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
@@ -35,12 +36,17 @@ impl Side {
     }
 }
 
-/// One direction's buffer and end-of-stream state.
+/// One direction's buffer and end-of-stream state. Bytes in flight sit
+/// either in the buffer (copy path, and handshake leftovers) or in a pipe
+/// (splice path), never both.
 #[derive(Default)]
 pub struct Half {
     buf: Option<Buf>,
     start: usize,
     end: usize,
+    pipe: Option<Pipe>,
+    /// Bytes waiting in `pipe`.
+    in_pipe: usize,
     /// The source returned EOF.
     pub eof: bool,
     /// `shutdown(Write)` has been sent to the destination.
@@ -69,7 +75,7 @@ impl Half {
     /// Both halves of the stream are finished: EOF read, everything written
     /// and the destination told.
     pub fn done(&self) -> bool {
-        self.eof && self.shut && self.is_empty()
+        self.eof && self.shut && self.is_empty() && self.in_pipe == 0
     }
 
     /// Drops `n` bytes from the front (the handshake parser consumed them).
@@ -109,33 +115,66 @@ impl Half {
         }
     }
 
-    /// Returns the buffer to the pool whatever it holds (the connection is
-    /// closing).
-    pub fn release(&mut self, pool: &mut Pool) {
+    /// Returns the buffer and pipe whatever they hold (the connection is
+    /// closing). A pipe with bytes in it is closed, never reused.
+    pub fn release(&mut self, pool: &mut Pool, pipes: Option<&mut PipePool>) {
         if let Some(b) = self.buf.take() {
             pool.give(b);
         }
         self.start = 0;
         self.end = 0;
+        if let Some(p) = self.pipe.take() {
+            if let (0, Some(pp)) = (self.in_pipe, pipes) {
+                pp.give(p);
+            }
+        }
+        self.in_pipe = 0;
+    }
+
+    /// Nothing in flight: buffer and pipe go back for others to use.
+    fn release_idle(&mut self, pool: &mut Pool, pipes: Option<&mut PipePool>) {
+        self.release_if_empty(pool);
+        if self.in_pipe == 0 {
+            if let (Some(p), Some(pp)) = (self.pipe.take(), pipes) {
+                pp.give(p);
+            }
+        }
     }
 
     /// Moves bytes from `src` to `dst` until one of them would block, EOF
-    /// is passed on, or `budget` bytes have been written. A full buffer
-    /// stops reading (back-pressure): memory per direction never exceeds one
-    /// buffer. Any error ends the relay.
-    pub fn pump(&mut self, src: &mut Side, dst: &mut Side, pool: &mut Pool, budget: usize) -> io::Result<Pumped> {
+    /// is passed on, or `budget` bytes have been written. A full buffer or
+    /// pipe stops reading (back-pressure): what a direction holds never
+    /// exceeds one buffer or one pipe. With `pipes`, bytes go through a pipe
+    /// by splice(2); bytes already in the buffer (pipelined after the
+    /// handshake) go out first, by copy. Any error ends the relay.
+    pub fn pump(
+        &mut self,
+        src: &mut Side,
+        dst: &mut Side,
+        pool: &mut Pool,
+        mut pipes: Option<&mut PipePool>,
+        budget: usize,
+    ) -> io::Result<Pumped> {
         let mut bytes = 0;
         loop {
-            if self.start < self.end {
+            if self.start < self.end || self.in_pipe > 0 {
                 if !dst.writable {
                     break;
                 }
-                let buf = self.buf.as_ref().expect("pending bytes live in a buffer");
-                match dst.sock.write(&buf[self.start..self.end]) {
+                let r = match (&self.buf, &self.pipe) {
+                    (Some(b), _) if self.start < self.end => dst.sock.write(&b[self.start..self.end]),
+                    (_, Some(p)) => p.drain(&dst.sock, self.in_pipe),
+                    _ => unreachable!("bytes in flight live in the buffer or the pipe"),
+                };
+                match r {
                     Ok(0) => return Err(ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         bytes += n;
-                        self.consume(n);
+                        if self.start < self.end {
+                            self.consume(n);
+                        } else {
+                            self.in_pipe -= n;
+                        }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => dst.writable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -150,17 +189,34 @@ impl Half {
                     // reports that on its own.
                     let _ = dst.sock.shutdown(Shutdown::Write);
                 }
-                // A finished direction holds no buffer while the other
-                // one carries on.
-                self.release_if_empty(pool);
+                // A finished direction holds nothing while the other one
+                // carries on.
+                self.release_idle(pool, pipes);
                 break;
             }
             if !src.readable {
-                self.release_if_empty(pool);
+                self.release_idle(pool, pipes);
                 break;
             }
             if bytes >= budget {
                 return Ok(Pumped { bytes, more: true });
+            }
+            // Splice when a pipe can be had; copy otherwise (for instance
+            // when descriptors run short).
+            if let Some(pp) = pipes.as_deref_mut() {
+                if self.pipe.is_none() {
+                    self.pipe = pp.take().ok();
+                }
+                if let Some(p) = &self.pipe {
+                    match p.fill(&src.sock, pp.chunk) {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.in_pipe = n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => src.readable = false,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
             }
             let buf = self.buf.get_or_insert_with(|| pool.take());
             match src.sock.read(&mut buf[..]) {

@@ -49,12 +49,9 @@ fn allocs() -> usize {
     ALLOCS.load(Ordering::SeqCst)
 }
 
-#[test]
-fn relay_allocates_nothing_and_handshakes_little() {
-    let mut cfg = config();
-    cfg.threads = 1;
-    let (_srv, proxy) = start(cfg);
-
+/// Relays 64 MiB each way through `proxy` after a warm-up; returns the
+/// allocations counted during the measured part.
+fn relay_window(proxy: std::net::SocketAddr) -> usize {
     // Echo target with one buffer, allocated before any window.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let echo = l.local_addr().unwrap();
@@ -112,8 +109,23 @@ fn relay_allocates_nothing_and_handshakes_little() {
     let h = reader.join().unwrap();
     let want = (0..16 + ROUNDS).fold(FNV0, |h, _| fnv(h, &data));
     assert_eq!(h, want, "echoed stream intact");
-    println!("allocations while relaying 64 MiB each way: {during}");
-    assert_eq!(during, 0, "steady-state relaying must not allocate");
+    during
+}
+
+#[test]
+fn relay_allocates_nothing_and_handshakes_little() {
+    for splice in [false, true] {
+        let mut cfg = config();
+        cfg.threads = 1;
+        cfg.splice = splice;
+        let (_srv, proxy) = start(cfg);
+        let during = relay_window(proxy);
+        println!("allocations while relaying 64 MiB each way (splice={splice}): {during}");
+        assert_eq!(during, 0, "steady-state relaying must not allocate (splice={splice})");
+    }
+    let mut cfg = config();
+    cfg.threads = 1;
+    let (_srv, proxy) = start(cfg);
 
     // Handshakes: CONNECT by IP to a listener that never accepts (the
     // kernel completes the TCP handshake from the backlog).

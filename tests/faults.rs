@@ -34,13 +34,19 @@ fn until_end(s: &mut TcpStream) -> usize {
     }
 }
 
-#[test]
-fn faults_leave_nothing_behind() {
-    let mut cfg = config();
-    cfg.connect_timeout = Duration::from_millis(300);
-    let (srv, proxy) = start(cfg);
+/// Targets the scenarios use, set up once.
+struct Scene {
+    rst_target: SocketAddr,
+    watcher: SocketAddr,
+    seen_rx: mpsc::Receiver<&'static str>,
+    deaf: SocketAddr,
+    hold_rx: mpsc::Receiver<TcpStream>,
+    full_addr: SocketAddr,
+    _full: Socket,
+    _fillers: Vec<Socket>,
+}
 
-    // Targets, set up before the baseline is taken.
+fn scene() -> Scene {
     let rst_target = target("127.0.0.1:0", |mut s| {
         s.write_all(&[1u8; 1000]).unwrap();
         let mut b = [0u8; 10];
@@ -71,35 +77,37 @@ fn faults_leave_nothing_behind() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
-    let baseline = open_fds();
+    Scene { rst_target, watcher, seen_rx, deaf, hold_rx, full_addr, _full: full, _fillers: fillers }
+}
 
-    for _ in 0..20 {
+/// Every fault once (resets 10 times), then waits until the server is idle.
+fn round(srv: &socksd::Server, proxy: SocketAddr, sc: &Scene) {
+    for _ in 0..10 {
         // The target resets mid-stream: the client sees the end.
-        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(rst_target));
+        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(sc.rst_target));
         assert_eq!(rep, 0);
         c.write_all(b"poke").unwrap();
         assert!(until_end(&mut c) <= 1000);
 
         // The client resets mid-stream: the target sees the end.
-        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(watcher));
+        let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(sc.watcher));
         assert_eq!(rep, 0);
         c.write_all(b"some bytes").unwrap();
         reset(c);
-        assert_eq!(seen_rx.recv_timeout(IO_TIMEOUT).unwrap(), "closed");
+        assert_eq!(sc.seen_rx.recv_timeout(IO_TIMEOUT).unwrap(), "closed");
     }
-    for _ in 0..5 {
+    for _ in 0..2 {
         // A target that never answers the connect: 0x06.
-        let (_c, rep, _) = s5_connect(proxy, &addr_bytes(full_addr));
+        let (_c, rep, _) = s5_connect(proxy, &addr_bytes(sc.full_addr));
         assert_eq!(rep, 0x06);
     }
 
     // A target that never reads: the relay stops reading the client once
     // its buffer and the kernel's are full, instead of buffering more.
-    let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(deaf));
+    let (mut c, rep, _) = s5_connect(proxy, &addr_bytes(sc.deaf));
     assert_eq!(rep, 0);
-    let held = hold_rx.recv_timeout(IO_TIMEOUT).unwrap();
-    c.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    let held = sc.hold_rx.recv_timeout(IO_TIMEOUT).unwrap();
+    c.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
     let chunk = vec![7u8; 64 * 1024];
     let mut sent = 0usize;
     loop {
@@ -114,23 +122,49 @@ fn faults_leave_nothing_behind() {
     }
     println!("bytes accepted before back-pressure stopped the client: {sent}");
     // Others are still served meanwhile.
-    let echo_ok = {
-        let (mut e, rep, _) = s5_connect(proxy, &addr_bytes(watcher));
-        assert_eq!(rep, 0);
-        e.write_all(b"x").unwrap();
-        drop(e);
-        seen_rx.recv_timeout(IO_TIMEOUT).is_ok()
-    };
-    assert!(echo_ok);
+    let (mut e, rep, _) = s5_connect(proxy, &addr_bytes(sc.watcher));
+    assert_eq!(rep, 0);
+    e.write_all(b"x").unwrap();
+    drop(e);
+    assert_eq!(sc.seen_rx.recv_timeout(IO_TIMEOUT).unwrap(), "closed");
     drop(c);
     drop(held);
+    wait_idle(srv);
+}
 
-    wait_idle(&srv);
-    // Every socket on both sides is gone: back to the baseline.
+/// Waits until every descriptor beyond `baseline` is a pooled pipe end.
+fn settle(baseline: usize) -> usize {
     let end = std::time::Instant::now() + IO_TIMEOUT;
-    while open_fds() > baseline {
-        assert!(std::time::Instant::now() < end, "leaked descriptors: {} > {baseline}", open_fds());
+    loop {
+        let (n, pipes) = (open_fds(), socksd::pipe::live());
+        if n <= baseline + 2 * pipes {
+            return pipes;
+        }
+        assert!(std::time::Instant::now() < end, "leaked descriptors: {n} > {baseline} + 2 x {pipes} pipes");
         std::thread::sleep(Duration::from_millis(10));
     }
-    drop(fillers);
+}
+
+#[test]
+fn faults_leave_nothing_behind() {
+    let sc = scene();
+    std::thread::sleep(Duration::from_millis(50));
+    for splice in [false, true] {
+        let mut cfg = config();
+        cfg.connect_timeout = Duration::from_millis(300);
+        cfg.splice = splice;
+        let (srv, proxy) = start(cfg);
+        let baseline = open_fds();
+        round(&srv, proxy, &sc);
+        // Every socket on both sides is gone; what remains beyond the
+        // baseline is idle pipes in the pool (none on the copy path; on
+        // the splice path at most 32 per reactor thread).
+        let pipes = settle(baseline);
+        assert!(pipes <= 32 * 2, "{pipes} pipes pooled");
+        if !splice {
+            assert_eq!(pipes, 0);
+        }
+        println!("splice={splice}: back to {baseline} descriptors + {pipes} pooled pipes");
+        drop(srv);
+    }
 }

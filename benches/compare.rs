@@ -1,0 +1,313 @@
+//! `cargo bench`: socksd against the direct path (and the peer servers
+//! that are installed: microsocks, danted), interleaved A B A B, medians
+//! of several rounds, every figure also as a ratio to direct.
+//!
+//!   cargo bench                       # full run (a few minutes)
+//!   SOCKSD_BENCH_QUICK=1 cargo bench  # one short round of each
+//!
+//! Connection-rate runs leave sockets in TIME_WAIT; runs are kept to a few
+//! seconds with pauses between them.
+
+use socksd::loadgen::{self, Direction, Percentiles, Route, Targets};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    name: String,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+}
+
+impl Server {
+    fn route(&self) -> Route {
+        match self.addr {
+            Some(a) => Route::socks5(a),
+            None => Route::direct(),
+        }
+    }
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            // SAFETY: kill has no memory effects; the pid is our own child's.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_listening(addr: SocketAddr) -> bool {
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if TcpStream::connect(addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn socksd(threads: usize, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socksd"))
+        .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string(), "--max-conns", "30000"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start socksd");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let l = lines.next().expect("socksd exited").unwrap();
+        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let name = if extra.is_empty() {
+        format!("socksd -t{threads}")
+    } else {
+        format!("socksd -t{threads} {}", extra.join(" "))
+    };
+    Server { name, child: Some(child), addr: Some(addr) }
+}
+
+fn microsocks() -> Option<Server> {
+    let port = free_port();
+    let child = Command::new("microsocks")
+        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = Server { name: "microsocks".into(), child: Some(child), addr: Some(addr) };
+    wait_listening(addr).then_some(s)
+}
+
+fn danted() -> Option<Server> {
+    let bin = ["/usr/sbin/danted", "/usr/sbin/sockd"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("socksd-bench-danted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let conf = dir.join("danted.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "logoutput: /dev/null\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n\
+             socksmethod: none\nclientmethod: none\nuser.privileged: root\nuser.unprivileged: nobody\n\
+             client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\nsocks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}\n"
+        ),
+    )
+    .ok()?;
+    let child = Command::new(bin)
+        .args(["-f", conf.to_str()?, "-p", dir.join("pid").to_str()?])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = Server { name: "danted".into(), child: Some(child), addr: Some(addr) };
+    wait_listening(addr).then_some(s)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn raise_nofile() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct on our stack.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+struct Row {
+    figure: String,
+    unit: &'static str,
+    higher_is_better: bool,
+    values: Vec<(String, f64)>,
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!("| figure | unit | {} |", rows[0].values.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" | "));
+    println!("|---|---|{}", "---|".repeat(rows[0].values.len()));
+    for r in rows {
+        let direct = r.values.iter().find(|(n, _)| n == "direct").map(|v| v.1);
+        let cells: Vec<String> = r
+            .values
+            .iter()
+            .map(|(n, v)| match (direct, n.as_str()) {
+                (_, _) if v.is_nan() => "n/a".into(),
+                (Some(d), name) if name != "direct" && d > 0.0 && r.higher_is_better => {
+                    format!("{v:.2} ({:.2}x)", v / d)
+                }
+                (Some(d), name) if name != "direct" && d > 0.0 => format!("{v:.1} (+{:.1})", v - d),
+                _ => format!("{v:.2}"),
+            })
+            .collect();
+        println!("| {} | {} | {} |", r.figure, r.unit, cells.join(" | "));
+    }
+    println!();
+}
+
+fn main() {
+    let quick = std::env::var_os("SOCKSD_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
+    let (rounds, secs) = if quick { (1, 1.0) } else { (3, 2.0) };
+    let time = Duration::from_secs_f64(secs);
+    raise_nofile();
+    let targets = Targets::start().expect("targets");
+    let mut servers = vec![Server { name: "direct".into(), child: None, addr: None }, socksd(2, &[])];
+    servers.extend(microsocks());
+    servers.extend(danted());
+    let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+    println!(
+        "socksd bench: {} rounds of {secs} s, servers: {}, machine: {} CPUs",
+        rounds,
+        names.join(", "),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let mut rows = Vec::new();
+
+    // 1. Bulk throughput, with the proxy's CPU per GiB on the 8-stream runs.
+    let mut cpu_per_gib: Vec<(String, Vec<f64>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();
+    for (streams, dir) in [(1, Direction::Down), (1, Direction::Up), (8, Direction::Down), (8, Direction::Up)] {
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+        for _ in 0..rounds {
+            for (i, s) in servers.iter().enumerate() {
+                let cpu0 = s.pid().and_then(loadgen::cpu_secs);
+                let bps = loadgen::bulk(&s.route(), &targets, streams, dir, time).unwrap_or(f64::NAN);
+                if let (Some(c0), Some(c1)) = (cpu0, s.pid().and_then(loadgen::cpu_secs)) {
+                    if streams == 8 {
+                        cpu_per_gib[i].1.push((c1 - c0) / (bps * secs / (1u64 << 30) as f64));
+                    }
+                }
+                per[i].push(bps * 8.0 / 1e9);
+            }
+        }
+        let figure = format!("bulk {streams} stream{} {dir:?}", if streams > 1 { "s" } else { "" }).to_lowercase();
+        let values = names.iter().cloned().zip(per.into_iter().map(median)).collect();
+        rows.push(Row { figure, unit: "Gbit/s", higher_is_better: true, values });
+    }
+
+    // 2. Connection rate.
+    let mut rate: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds {
+        for (i, s) in servers.iter().enumerate() {
+            let (r, p) =
+                loadgen::connrate(&s.route(), &targets, 32, time).unwrap_or((f64::NAN, Percentiles::default()));
+            rate[i].push(r);
+            p50[i].push(p.p50);
+            p99[i].push(p.p99);
+            // Let TIME_WAIT sockets age a little between runs.
+            std::thread::sleep(Duration::from_millis(if quick { 300 } else { 1000 }));
+        }
+    }
+    let col = |v: Vec<Vec<f64>>| names.iter().cloned().zip(v.into_iter().map(median)).collect::<Vec<_>>();
+    rows.push(Row {
+        figure: "connections/s, 32 workers".into(),
+        unit: "1/s",
+        higher_is_better: true,
+        values: col(rate),
+    });
+    rows.push(Row { figure: "connect cycle p50".into(), unit: "us", higher_is_better: false, values: col(p50) });
+    rows.push(Row { figure: "connect cycle p99".into(), unit: "us", higher_is_better: false, values: col(p99) });
+
+    // 3. Round-trip latency through an established relay.
+    let count = if quick { 5_000 } else { 20_000 };
+    let mut lat: [Vec<Vec<f64>>; 3] = std::array::from_fn(|_| vec![Vec::new(); servers.len()]);
+    for _ in 0..rounds {
+        for (i, s) in servers.iter().enumerate() {
+            let p = loadgen::latency(&s.route(), &targets, count).unwrap_or_default();
+            lat[0][i].push(p.p50);
+            lat[1][i].push(p.p99);
+            lat[2][i].push(p.p999);
+        }
+    }
+    let [l50, l99, l999] = lat;
+    rows.push(Row { figure: "round trip p50".into(), unit: "us", higher_is_better: false, values: col(l50) });
+    rows.push(Row { figure: "round trip p99".into(), unit: "us", higher_is_better: false, values: col(l99) });
+    rows.push(Row { figure: "round trip p99.9".into(), unit: "us", higher_is_better: false, values: col(l999) });
+
+    // 4. Memory per idle relayed connection (proxies only).
+    let idle_n = if quick { 2_000 } else { 10_000 };
+    let mut mem = Vec::new();
+    for s in &servers {
+        let Some(pid) = s.pid() else {
+            mem.push((s.name.clone(), f64::NAN));
+            continue;
+        };
+        let before = loadgen::rss_kib(pid);
+        let per = match loadgen::idle(&s.route(), idle_n) {
+            Ok(set) => {
+                std::thread::sleep(Duration::from_millis(500));
+                let after = loadgen::rss_kib(pid);
+                drop(set);
+                match (before, after) {
+                    (Some(b), Some(a)) => a.saturating_sub(b) as f64 * 1024.0 / idle_n as f64,
+                    _ => f64::NAN,
+                }
+            }
+            Err(_) => f64::NAN,
+        };
+        mem.push((s.name.clone(), per));
+        std::thread::sleep(Duration::from_millis(if quick { 300 } else { 1000 }));
+    }
+    rows.push(Row {
+        figure: format!("RSS per idle relayed connection ({idle_n})"),
+        unit: "bytes",
+        higher_is_better: false,
+        values: mem,
+    });
+    rows.push(Row {
+        figure: "proxy CPU per GiB (8 streams)".into(),
+        unit: "s",
+        higher_is_better: false,
+        values: cpu_per_gib.into_iter().map(|(n, v)| (n, median(v))).collect(),
+    });
+    print_table(&rows);
+
+    // Scaling across reactor threads: --threads 1 against --threads 2.
+    drop(servers);
+    let one = socksd(1, &[]);
+    let two = socksd(2, &[]);
+    let mut s8 = [Vec::new(), Vec::new()];
+    let mut cr = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, s) in [&one, &two].into_iter().enumerate() {
+            s8[i].push(loadgen::bulk(&s.route(), &targets, 8, Direction::Down, time).unwrap_or(f64::NAN) * 8.0 / 1e9);
+            cr[i].push(loadgen::connrate(&s.route(), &targets, 32, time).map_or(f64::NAN, |r| r.0));
+            std::thread::sleep(Duration::from_millis(if quick { 300 } else { 1000 }));
+        }
+    }
+    let [a, b] = s8;
+    let [c, d] = cr;
+    println!(
+        "scaling: 8 streams {:.2} -> {:.2} Gbit/s, connections/s {:.0} -> {:.0} (--threads 1 -> 2)",
+        median(a),
+        median(b),
+        median(c),
+        median(d)
+    );
+}
