@@ -194,9 +194,9 @@ fn main() {
         let mut per: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
         for _ in 0..rounds {
             for (i, s) in servers.iter().enumerate() {
-                let cpu0 = s.pid().and_then(loadgen::cpu_secs);
+                let cpu0 = s.pid().and_then(loadgen::tree_cpu_secs);
                 let bps = loadgen::bulk(&s.route(), &targets, streams, dir, time).unwrap_or(f64::NAN);
-                if let (Some(c0), Some(c1)) = (cpu0, s.pid().and_then(loadgen::cpu_secs)) {
+                if let (Some(c0), Some(c1)) = (cpu0, s.pid().and_then(loadgen::tree_cpu_secs)) {
                     if streams == 8 {
                         cpu_per_gib[i].1.push((c1 - c0) / (bps * secs / (1u64 << 30) as f64));
                     }
@@ -258,11 +258,11 @@ fn main() {
             mem.push((s.name.clone(), f64::NAN));
             continue;
         };
-        let before = loadgen::rss_kib(pid);
+        let before = loadgen::tree_rss_kib(pid);
         let per = match loadgen::idle(&s.route(), idle_n) {
             Ok(set) => {
                 std::thread::sleep(Duration::from_millis(500));
-                let after = loadgen::rss_kib(pid);
+                let after = loadgen::tree_rss_kib(pid);
                 drop(set);
                 match (before, after) {
                     (Some(b), Some(a)) => a.saturating_sub(b) as f64 * 1024.0 / idle_n as f64,

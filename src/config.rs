@@ -15,7 +15,7 @@ pub const DEFAULT_BUFFER: usize = 16 * 1024;
 pub const MIN_BUFFER: usize = 1024;
 pub const MAX_BUFFER: usize = 1 << 20;
 const MAX_THREADS: usize = 256;
-const MAX_SECONDS: f64 = 86_400.0;
+const MAX_SECONDS: u64 = 86_400;
 
 /// Everything the server needs to run. `Config::default()` is what the
 /// binary runs with no flags, except that it listens on port 0 is never
@@ -158,13 +158,28 @@ pub fn usage() -> String {
     s
 }
 
+/// Parses decimal seconds ("10", "0.5", "2.250") exactly, without floating
+/// point (whose parsing tables would cost a router build some 15 KB).
+fn parse_seconds(v: &str) -> Option<Duration> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > 9
+        || !(int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let nanos: u32 = if frac.is_empty() { 0 } else { frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32) };
+    Some(Duration::new(secs, nanos))
+}
+
 fn seconds(flag: &str, v: &str, allow_zero: bool) -> Result<Duration, ArgError> {
     let bad = || ArgError(format!("invalid value for --{flag}: '{v}' (seconds, e.g. 10 or 0.5)"));
-    let s: f64 = v.parse().map_err(|_| bad())?;
-    if !(0.0..=MAX_SECONDS).contains(&s) || (s == 0.0 && !allow_zero) {
+    let d = parse_seconds(v).ok_or_else(bad)?;
+    if d > Duration::from_secs(MAX_SECONDS) || (d.is_zero() && !allow_zero) {
         return Err(bad());
     }
-    Ok(Duration::from_secs_f64(s))
+    Ok(d)
 }
 
 fn number(flag: &str, v: &str, min: usize, max: usize) -> Result<usize, ArgError> {
@@ -379,6 +394,18 @@ mod tests {
         ] {
             let err = parse_args(args).unwrap_err();
             assert!(!err.0.contains('\n'), "{args:?}: {}", err.0);
+        }
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(parse_seconds("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds(".25"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_seconds("3."), Some(Duration::from_secs(3)));
+        assert_eq!(parse_seconds("1.000000001"), Some(Duration::new(1, 1)));
+        for bad in ["", ".", "-1", "1e3", "nan", "1.0000000001", "1,5", " 1", "0x10"] {
+            assert_eq!(parse_seconds(bad), None, "{bad}");
         }
     }
 

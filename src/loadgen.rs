@@ -311,3 +311,39 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some(ticks as f64 / hz)
 }
+
+/// `pid` and all its descendants (Linux): multi-process servers such as
+/// danted do their work in children.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+            let Some(close) = stat.rfind(')') else { continue };
+            if let Some(pp) = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse::<u32>().ok()) {
+                parent_of.push((p, pp));
+            }
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// RSS of a process and its descendants, in KiB.
+pub fn tree_rss_kib(pid: u32) -> Option<u64> {
+    let tree = process_tree(pid);
+    Some(tree.iter().filter_map(|&p| rss_kib(p)).sum()).filter(|_| rss_kib(pid).is_some())
+}
+
+/// CPU seconds of a process and its descendants.
+pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
+    let tree = process_tree(pid);
+    Some(tree.iter().filter_map(|&p| cpu_secs(p)).sum()).filter(|_| cpu_secs(pid).is_some())
+}

@@ -71,12 +71,12 @@ fn main() {
                 Some("up") => Direction::Up,
                 Some(d) => fail(format!("invalid value for --direction: '{d}'")),
             };
-            let cpu0 = pid.and_then(loadgen::cpu_secs);
+            let cpu0 = pid.and_then(loadgen::tree_cpu_secs);
             loadgen::bulk(&route, &targets, streams, dir, time).map(|bps| {
                 let gbps = bps * 8.0 / 1e9;
                 let mut line =
                     format!("mode=bulk proxy={proxy} streams={streams} direction={dir:?} gbit_per_s={gbps:.2}");
-                if let (Some(c0), Some(c1)) = (cpu0, pid.and_then(loadgen::cpu_secs)) {
+                if let (Some(c0), Some(c1)) = (cpu0, pid.and_then(loadgen::tree_cpu_secs)) {
                     let gib = bps * time.as_secs_f64() / (1u64 << 30) as f64;
                     line += &format!(" proxy_cpu_s_per_gib={:.3}", (c1 - c0) / gib);
                 }
@@ -112,10 +112,10 @@ fn main() {
         }
         "idle" => {
             let n = num(&m, "conns", 10_000usize);
-            let before = pid.and_then(loadgen::rss_kib);
+            let before = pid.and_then(loadgen::tree_rss_kib);
             loadgen::idle(&route, n).map(|set| {
                 std::thread::sleep(Duration::from_millis(500));
-                let after = pid.and_then(loadgen::rss_kib);
+                let after = pid.and_then(loadgen::tree_rss_kib);
                 let per = match (before, after) {
                     (Some(b), Some(a)) => format!("{:.0}", (a.saturating_sub(b)) as f64 * 1024.0 / n as f64),
                     _ => "unknown".into(),
