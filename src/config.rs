@@ -90,6 +90,8 @@ impl Default for Config {
 #[derive(Debug)]
 pub enum Action {
     Run(Box<Config>),
+    /// `--check`: validate and exit.
+    Check(Box<Config>),
     Help(String),
     Version,
 }
@@ -98,10 +100,27 @@ pub enum Action {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ArgError(pub String);
 
+/// Option groups for `--help`: a heading, then the long names under it,
+/// in the order `options` defines them.
+const GROUPS: &[(&str, &[&str])] = &[
+    ("Listening", &["listen", "threads", "max-conns"]),
+    ("Authentication", &["user", "users-file", "auth-once"]),
+    ("Access control", &["allow", "allow-dest", "deny-dest", "no-socks4", "no-bind", "no-udp"]),
+    ("Outgoing connections", &["outgoing", "outgoing-iface"]),
+    (
+        "Timeouts, in seconds (fractions allowed)",
+        &["handshake-timeout", "connect-timeout", "idle-timeout", "bind-timeout"],
+    ),
+    ("UDP behind NAT", &["udp-advertise", "udp-ports"]),
+    ("Relay", &["buffer-size", "splice", "no-splice"]),
+    ("Other", &["check", "verbose", "quiet", "help", "version"]),
+];
+
 fn options() -> Options {
     let mut o = Options::new();
     o.optmulti("l", "listen", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)", "ADDR:PORT");
     o.optopt("t", "threads", "reactor threads (default: number of CPUs)", "N");
+    o.optopt("", "max-conns", "cap on simultaneous client connections (default: from RLIMIT_NOFILE)", "N");
     o.optmulti(
         "u",
         "user",
@@ -114,7 +133,13 @@ fn options() -> Options {
         "add users from a file of NAME:PASSWORD lines (# comments allowed); re-read on SIGHUP",
         "PATH",
     );
+    o.optflag("", "auth-once", "a client IP that authenticated once may then connect without a password");
+    o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
+    o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
+    o.optmulti("", "deny-dest", "refuse destinations in this network, repeatable; wins over --allow-dest", "CIDR");
     o.optflag("", "no-socks4", "refuse SOCKS4 and SOCKS4a");
+    o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
+    o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
     o.optopt("b", "outgoing", "source address for outgoing connections", "ADDR");
     o.optopt(
         "",
@@ -122,22 +147,16 @@ fn options() -> Options {
         "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
         "IFACE",
     );
-    o.optopt("", "max-conns", "cap on simultaneous client connections (default: from RLIMIT_NOFILE)", "N");
-    o.optopt("", "handshake-timeout", "seconds to finish greeting/auth/request (default 10)", "S");
-    o.optopt("", "connect-timeout", "seconds to connect to the target (default 10)", "S");
+    o.optopt("", "handshake-timeout", "to finish greeting/auth/request (default 10)", "S");
+    o.optopt("", "connect-timeout", "to resolve and connect to the target (default 10)", "S");
     o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
+    o.optopt("", "bind-timeout", "a BIND waits for its peer (default 60)", "S");
+    o.optopt("", "udp-advertise", "address given to clients as the UDP relay address", "ADDR");
+    o.optopt("", "udp-ports", "take UDP relay ports from this range, to forward them", "LOW-HIGH");
     o.optopt("", "buffer-size", "relay buffer per direction in bytes (default 16384)", "BYTES");
     o.optflag("", "splice", "relay with splice(2) through pooled pipes (default on Linux)");
     o.optflag("", "no-splice", "relay by copying through --buffer-size buffers");
-    o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
-    o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
-    o.optmulti("", "deny-dest", "refuse destinations in this network, repeatable; wins over --allow-dest", "CIDR");
-    o.optflag("", "auth-once", "a client IP that authenticated once may then connect without a password");
-    o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
-    o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
-    o.optopt("", "bind-timeout", "seconds a BIND waits for its peer (default 60)", "S");
-    o.optopt("", "udp-advertise", "address given to clients as the UDP relay address (behind NAT)", "ADDR");
-    o.optopt("", "udp-ports", "take UDP relay ports from this range (to forward them through NAT)", "LOW-HIGH");
+    o.optflag("", "check", "check the flags (users file, interface) and exit without serving");
     o.optflagmulti("v", "verbose", "more logging (repeatable); RUST_LOG also honoured");
     o.optflagmulti("q", "quiet", "less logging (repeatable)");
     o.optflag("h", "help", "print this help and exit");
@@ -145,17 +164,46 @@ fn options() -> Options {
     o
 }
 
-/// The `--help` text.
+/// The `--help` text: getopts' aligned GNU-style lines, under headings.
 pub fn usage() -> String {
-    let brief = "Usage: socksd [OPTIONS]\n\n\
-                 A SOCKS4, SOCKS4a and SOCKS5 proxy server.";
-    let mut s = options().usage(brief);
+    let mut s = String::from("Usage: socksd [OPTIONS]\n\nA SOCKS4, SOCKS4a and SOCKS5 proxy server.\n");
+    let body = options().usage_with_format(|lines| {
+        let mut out = String::new();
+        let mut groups = GROUPS.iter();
+        let mut next = groups.next();
+        for line in lines {
+            if let Some((title, names)) = next {
+                if line.contains(&format!("--{} ", names[0])) || line.ends_with(&format!("--{}", names[0])) {
+                    out.push_str(&format!("\n{title}:\n"));
+                    next = groups.next();
+                }
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    });
+    s.push_str(&body);
     s.push_str(
         "\nExamples:\n    socksd --listen 127.0.0.1:1080\n    \
-         socksd -l 0.0.0.0:1080 -l [::]:1080 --user alice:secret\n\n\
-         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file.\n",
+         socksd -l 0.0.0.0:1080 -l [::]:1080 --user alice:secret --deny-dest 127.0.0.0/8\n\n\
+         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file.\n\
+         See socksd(8).\n",
     );
     s
+}
+
+/// Checks what flags alone cannot: that `--outgoing-iface` names an
+/// interface that exists here.
+pub fn validate(cfg: &Config) -> Result<(), String> {
+    if let Some(iface) = &cfg.outgoing_iface {
+        let name = std::ffi::CString::new(iface.as_str()).map_err(|_| format!("bad interface name '{iface}'"))?;
+        // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+        if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+            return Err(format!("--outgoing-iface: no interface named '{iface}'"));
+        }
+    }
+    Ok(())
 }
 
 /// Parses decimal seconds ("10", "0.5", "2.250") exactly, without floating
@@ -293,6 +341,9 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.udp_ports = Some(port_range(&r)?);
     }
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
+    if m.opt_present("check") {
+        return Ok(Action::Check(Box::new(c)));
+    }
     Ok(Action::Run(Box::new(c)))
 }
 
@@ -440,6 +491,7 @@ mod tests {
             "--auth-once",
             "--splice",
             "--no-splice",
+            "--check",
         ] {
             assert!(h.contains(f), "{f}");
         }

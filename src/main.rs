@@ -46,6 +46,16 @@ fn main() {
             print!("{text}");
             exit(0);
         }
+        Ok(Action::Check(c)) => match config::validate(&c) {
+            Ok(()) => {
+                println!("socksd: configuration OK");
+                exit(0);
+            }
+            Err(e) => {
+                eprintln!("socksd: {e}");
+                exit(2);
+            }
+        },
         Ok(Action::Version) => {
             println!("socksd {}", env!("CARGO_PKG_VERSION"));
             exit(0);

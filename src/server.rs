@@ -106,13 +106,7 @@ impl Server {
         if cfg.listen.is_empty() || cfg.threads == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "need a listen address and a thread"));
         }
-        if let Some(iface) = &cfg.outgoing_iface {
-            let name = std::ffi::CString::new(iface.as_str())?;
-            // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
-            if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
-                return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface named {iface}")));
-            }
-        }
+        crate::config::validate(&cfg).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let threads = cfg.threads;
         let mut listeners: Vec<Vec<TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(cfg.listen.len());

@@ -1,0 +1,96 @@
+#!/bin/sh
+# Runs an OpenWrt procd init script's start_service against a stand-in
+# for the UCI and procd shell functions, and writes each instance's
+# command line to OUTDIR/NAME, one argument per line.
+#   sh harness.sh INIT_SCRIPT UCI_CONFIG_FILE OUTDIR
+set -eu
+INIT="$1"
+CONFIG_FILE="$2"
+OUT="$3"
+mkdir -p "$OUT"
+
+# --- UCI: the /etc/config format is shell once these three exist. -----
+CONFIG_SECTIONS=""
+CONFIG_SECTION=""
+config() {
+	CONFIG_SECTION="$2"
+	CONFIG_SECTIONS="$CONFIG_SECTIONS $2"
+	eval "CONFIG_${2}_TYPE=\$1"
+}
+option() {
+	eval "CONFIG_${CONFIG_SECTION}_$1=\$2"
+}
+list() {
+	local n
+	eval "n=\${CONFIG_${CONFIG_SECTION}_$1_LENGTH:-0}"
+	n=$((n + 1))
+	eval "CONFIG_${CONFIG_SECTION}_$1_ITEM$n=\$2"
+	eval "CONFIG_${CONFIG_SECTION}_$1_LENGTH=$n"
+}
+config_load() {
+	. "$CONFIG_FILE"
+}
+# config_get VAR SECTION OPTION [DEFAULT]: the default when unset or empty.
+config_get() {
+	local __v
+	eval "__v=\${CONFIG_$2_$3:-}"
+	[ -z "$__v" ] && __v="${4:-}"
+	eval "$1=\$__v"
+}
+config_get_bool() {
+	local __b
+	config_get __b "$2" "$3" "${4:-}"
+	case "$__b" in
+	1 | on | true | yes | enabled) __b=1 ;;
+	0 | off | false | no | disabled) __b=0 ;;
+	*) __b="${4:-}" ;;
+	esac
+	eval "$1=\$__b"
+}
+config_list_foreach() {
+	local s="$1" o="$2" f="$3" n i=1 v
+	shift 3
+	eval "n=\${CONFIG_${s}_${o}_LENGTH:-0}"
+	while [ "$i" -le "$n" ]; do
+		eval "v=\${CONFIG_${s}_${o}_ITEM$i}"
+		"$f" "$v" "$@"
+		i=$((i + 1))
+	done
+}
+config_foreach() {
+	local f="$1" t="$2" s ty
+	shift 2
+	for s in $CONFIG_SECTIONS; do
+		eval "ty=\${CONFIG_${s}_TYPE}"
+		[ "$ty" = "$t" ] && "$f" "$s" "$@"
+	done
+	return 0
+}
+
+# --- procd: record the command line of each instance. ------------------
+CUR=""
+procd_open_instance() {
+	CUR="$OUT/$1"
+	: >"$CUR"
+}
+procd_set_param() {
+	if [ "$1" = command ]; then
+		shift
+		: >"$CUR"
+		for a in "$@"; do printf '%s\n' "$a" >>"$CUR"; done
+	fi
+	return 0
+}
+procd_append_param() {
+	if [ "$1" = command ]; then
+		shift
+		for a in "$@"; do printf '%s\n' "$a" >>"$CUR"; done
+	fi
+	return 0
+}
+procd_close_instance() { CUR=""; }
+procd_add_reload_trigger() { :; }
+procd_send_signal() { :; }
+
+. "$INIT"
+start_service
