@@ -6,6 +6,15 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 /// An IP network, `ADDR/PREFIX` (a bare address is a /32 or /128).
+///
+/// ```
+/// use socksd::acl::Cidr;
+///
+/// let lan: Cidr = "192.168.1.0/24".parse().unwrap();
+/// assert!(lan.contains("192.168.1.77".parse().unwrap()));
+/// assert!(lan.contains("::ffff:192.168.1.77".parse().unwrap())); // mapped spelling
+/// assert!(!lan.contains("192.168.2.1".parse().unwrap()));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     net: IpAddr,

@@ -56,6 +56,21 @@ fn nul_field(buf: &[u8]) -> Result<Option<&[u8]>, ()> {
     }
 }
 
+/// Parses a SOCKS4 or SOCKS4a request.
+///
+/// ```
+/// use socksd::parse::{Addr, Parsed};
+/// use socksd::socks4::{parse_request, Error};
+///
+/// // SOCKS4a: DSTIP 0.0.0.1, then the user id and the name, NUL-terminated.
+/// let req = b"\x04\x01\x00\x50\x00\x00\x00\x01bob\x00example.org\x00";
+/// let Ok(Parsed::Done(r, _)) = parse_request(req) else { panic!() };
+/// assert_eq!((r.user, r.dst), (&b"bob"[..], Addr::Domain(b"example.org", 80)));
+/// // A user id with no NUL within 255 bytes is refused, not buffered.
+/// let mut long = vec![4, 1, 0, 80, 1, 2, 3, 4];
+/// long.extend([b'x'; 300]);
+/// assert_eq!(parse_request(&long), Err(Error::UserIdTooLong));
+/// ```
 pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request<'_>>, Error> {
     let Some(&ver) = buf.first() else {
         return Ok(Parsed::Incomplete);

@@ -66,6 +66,16 @@ impl Greeting<'_> {
 
 /// `VER NMETHODS METHODS...`. NMETHODS = 0 parses; no method is then
 /// acceptable and the server answers 0xFF.
+///
+/// ```
+/// use socksd::parse::Parsed;
+/// use socksd::socks5::{method, parse_greeting};
+///
+/// assert_eq!(parse_greeting(&[5, 2]), Ok(Parsed::Incomplete));
+/// let Ok(Parsed::Done(g, used)) = parse_greeting(&[5, 2, 0, 2, 0xAA]) else { panic!() };
+/// assert!(g.offers(method::USER_PASS));
+/// assert_eq!(used, 4); // the 0xAA after it is not part of the greeting
+/// ```
 pub fn parse_greeting(buf: &[u8]) -> Result<Parsed<Greeting<'_>>, Error> {
     let Some(&ver) = buf.first() else {
         return Ok(Parsed::Incomplete);
@@ -147,6 +157,18 @@ pub struct Request<'a> {
 
 /// Parses a request. RSV is not checked: RFC 1928 says it is reserved, and
 /// rejecting a nonzero value would only break sloppy clients.
+///
+/// ```
+/// use socksd::parse::{Addr, Parsed};
+/// use socksd::reply::Reply;
+/// use socksd::socks5::{parse_request, Command};
+///
+/// let req = b"\x05\x01\x00\x03\x0bexample.org\x01\xbb";
+/// let Ok(Parsed::Done(r, n)) = parse_request(req) else { panic!() };
+/// assert_eq!((r.cmd, r.dst, n), (Command::Connect, Addr::Domain(b"example.org", 443), req.len()));
+/// // An unknown address type is answered with reply 0x08.
+/// assert_eq!(parse_request(&[5, 1, 0, 9]).unwrap_err().reply(), Reply::AddressTypeNotSupported);
+/// ```
 pub fn parse_request(buf: &[u8]) -> Result<Parsed<Request<'_>>, Error> {
     let Some(&ver) = buf.first() else {
         return Ok(Parsed::Incomplete);
