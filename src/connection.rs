@@ -468,7 +468,9 @@ impl Conn {
                         break;
                     }
                     match self.up.read_from(&mut self.client.sock, &mut core.pool) {
-                        Ok(0) => self.up.eof = true,
+                        Ok((0, _)) => self.up.eof = true,
+                        // Short read: the queue is drained (see relay.rs).
+                        Ok((n, room)) if n < room => self.client.readable = false,
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -635,7 +637,8 @@ impl Conn {
         };
         let t = self.target.as_mut().ok_or(Closed)?;
         let local = t.sock.local_addr().unwrap_or(socks5::UNSPECIFIED);
-        t.readable = true;
+        // Writable: that is how the connect completed. Readable only if an
+        // event said so: anything the target sends raises its own edge.
         t.writable = true;
         debug!("#{} connected from {}", self.id, local);
         self.reply(proto, Reply::Succeeded, local)?;

@@ -19,8 +19,8 @@ pub struct Source {
 /// A source address of the other family cannot reach `to`; that fails with
 /// EAFNOSUPPORT (reply 0x03) rather than silently using another source.
 pub fn connect(to: SocketAddr, src: &Source) -> io::Result<TcpStream> {
-    let sock = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_nonblocking(true)?;
+    // Non-blocking from the socket() call itself: no fcntl round trips.
+    let sock = Socket::new(Domain::for_address(to), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
     sock.set_tcp_nodelay(true)?;
     if let Some(iface) = &src.iface {
         sock.bind_device(Some(iface.as_bytes()))?;

@@ -84,7 +84,8 @@ impl Reactor {
             ready: Vec::with_capacity(256),
             now: Instant::now(),
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-            budget: (4 * size).max(64 * 1024),
+            // Per direction and round: four buffers' or pipes' worth.
+            budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
             shared,
         };
         Ok(Reactor {
@@ -236,7 +237,7 @@ impl Reactor {
             debug!("{peer}: over --max-conns, closed");
             return;
         }
-        let _ = sock.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see server.rs).
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if let Err(e) = self.poll.registry().register(&mut sock, token(key, 0), Interest::READABLE | Interest::WRITABLE)

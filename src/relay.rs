@@ -90,8 +90,9 @@ impl Half {
 
     /// Reads once from `src` into the free space after the pending bytes,
     /// moving them to the front first if the tail is full. Used by the
-    /// handshake. Returns `Ok(0)` on EOF, `WouldBlock` when drained.
-    pub fn read_from(&mut self, src: &mut TcpStream, pool: &mut Pool) -> io::Result<usize> {
+    /// handshake. Returns the bytes read (0 on EOF) and the room there was;
+    /// `WouldBlock` when drained.
+    pub fn read_from(&mut self, src: &mut TcpStream, pool: &mut Pool) -> io::Result<(usize, usize)> {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         if self.end == buf.len() && self.start > 0 {
             buf.copy_within(self.start..self.end, 0);
@@ -101,9 +102,10 @@ impl Half {
         if self.end == buf.len() {
             return Err(io::Error::new(ErrorKind::OutOfMemory, "handshake buffer full"));
         }
+        let room = buf.len() - self.end;
         let n = src.read(&mut buf[self.end..])?;
         self.end += n;
-        Ok(n)
+        Ok((n, room))
     }
 
     /// Returns the buffer to the pool if it holds nothing.
@@ -144,9 +146,14 @@ impl Half {
     /// Moves bytes from `src` to `dst` until one of them would block, EOF
     /// is passed on, or `budget` bytes have been written. A full buffer or
     /// pipe stops reading (back-pressure): what a direction holds never
-    /// exceeds one buffer or one pipe. With `pipes`, bytes go through a pipe
-    /// by splice(2); bytes already in the buffer (pipelined after the
-    /// handshake) go out first, by copy. Any error ends the relay.
+    /// exceeds one buffer or one pipe. Any error ends the relay.
+    ///
+    /// Each call starts by copying: one `read` into the buffer. A short read
+    /// proves the socket drained, so a small message costs a read and a
+    /// write. Only a read that fills the buffer (a bulk stream) switches the
+    /// rest of the call to splice(2) through a pipe, when `pipes` is given:
+    /// two calls per pipeful instead of two per buffer, and no copy through
+    /// user space.
     pub fn pump(
         &mut self,
         src: &mut Side,
@@ -156,6 +163,7 @@ impl Half {
         budget: usize,
     ) -> io::Result<Pumped> {
         let mut bytes = 0;
+        let mut bulk = false;
         loop {
             if self.start < self.end || self.in_pipe > 0 {
                 if !dst.writable {
@@ -166,6 +174,7 @@ impl Half {
                     (_, Some(p)) => p.drain(&dst.sock, self.in_pipe),
                     _ => unreachable!("bytes in flight live in the buffer or the pipe"),
                 };
+                let want = if self.start < self.end { self.end - self.start } else { self.in_pipe };
                 match r {
                     Ok(0) => return Err(ErrorKind::WriteZero.into()),
                     Ok(n) => {
@@ -174,6 +183,12 @@ impl Half {
                             self.consume(n);
                         } else {
                             self.in_pipe -= n;
+                        }
+                        // A short write means the send buffer is full:
+                        // the next write would only say EAGAIN, and room
+                        // will raise a new edge.
+                        if n < want {
+                            dst.writable = false;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => dst.writable = false,
@@ -201,9 +216,9 @@ impl Half {
             if bytes >= budget {
                 return Ok(Pumped { bytes, more: true });
             }
-            // Splice when a pipe can be had; copy otherwise (for instance
-            // when descriptors run short).
-            if let Some(pp) = pipes.as_deref_mut() {
+            // In a bulk burst, splice when a pipe can be had; copy
+            // otherwise (for instance when descriptors run short).
+            if let (true, Some(pp)) = (bulk, pipes.as_deref_mut()) {
                 if self.pipe.is_none() {
                     self.pipe = pp.take().ok();
                 }
@@ -221,7 +236,18 @@ impl Half {
             let buf = self.buf.get_or_insert_with(|| pool.take());
             match src.sock.read(&mut buf[..]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.end = n,
+                Ok(n) => {
+                    self.end = n;
+                    // A short read emptied the receive queue; data that
+                    // arrives later raises a new edge (as nginx relies on
+                    // with EPOLLET). Saves the read that would say EAGAIN.
+                    // A full one means more is waiting: splice the rest.
+                    if n < buf.len() {
+                        src.readable = false;
+                    } else {
+                        bulk = true;
+                    }
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => src.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

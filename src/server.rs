@@ -86,6 +86,9 @@ fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
         // [::]:1080 and 0.0.0.0:1080 can then be listened on side by side.
         sock.set_only_v6(true)?;
     }
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
+    // one setsockopt here instead of one per client.
+    sock.set_tcp_nodelay(true)?;
     sock.set_nonblocking(true)?;
     sock.bind(&SockAddr::from(addr))?;
     sock.listen(BACKLOG)?;

@@ -20,6 +20,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// Stops the server however the test ends, so a failure leaks no process.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn emfile_backs_off_logs_once_and_recovers() {
     let bin = env!("CARGO_BIN_EXE_socksd");
@@ -35,6 +45,7 @@ fn emfile_backs_off_logs_once_and_recovers() {
         .unwrap();
     let (tx, rx) = mpsc::channel::<String>();
     let err = child.stderr.take().unwrap();
+    let mut child = Stop(child);
     std::thread::spawn(move || {
         for l in BufReader::new(err).lines().map_while(Result::ok) {
             let _ = tx.send(l);
@@ -57,10 +68,10 @@ fn emfile_backs_off_logs_once_and_recovers() {
     wait_for("pausing accepts", &mut log);
 
     let tick = 1.0 / 100.0; // USER_HZ
-    let t0 = cpu_ticks(child.id());
+    let t0 = cpu_ticks(child.0.id());
     let w0 = Instant::now();
     std::thread::sleep(Duration::from_secs(1));
-    let used = (cpu_ticks(child.id()) - t0) as f64 * tick;
+    let used = (cpu_ticks(child.0.id()) - t0) as f64 * tick;
     let share = used / w0.elapsed().as_secs_f64();
     println!("server CPU while out of descriptors: {:.1}% of a core", share * 100.0);
     assert!(share < 0.3, "server spins while out of descriptors: {:.0}% CPU", share * 100.0);
@@ -90,6 +101,6 @@ fn emfile_backs_off_logs_once_and_recovers() {
     let warnings = log.iter().filter(|l| l.contains("pausing accepts")).count();
     assert_eq!(warnings, 1, "logged once: {log:?}");
     // SAFETY: kill has no memory effects; the pid is our own child's.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }

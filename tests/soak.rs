@@ -13,6 +13,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Stops the server however the test ends, so a failure leaks no process.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -33,6 +43,7 @@ fn soak_1000_connections() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Stop(child);
     let proxy: SocketAddr = loop {
         let l = lines.next().unwrap().unwrap();
         if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
@@ -68,16 +79,16 @@ fn soak_1000_connections() {
         .collect();
     // Sample RSS after a warm-up and at the end.
     std::thread::sleep(Duration::from_secs(secs.min(10)));
-    let rss_warm = rss_kib(child.id());
+    let rss_warm = rss_kib(child.0.id());
     let mut samples = vec![rss_warm];
     while end.saturating_duration_since(Instant::now()) > Duration::from_secs(1) {
         std::thread::sleep(Duration::from_secs(5).min(end.saturating_duration_since(Instant::now()) / 2));
-        samples.push(rss_kib(child.id()));
+        samples.push(rss_kib(child.0.id()));
     }
     // The last sample under load.
     let rss_end = *samples.last().unwrap();
     let rounds: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-    let rss_closed = rss_kib(child.id());
+    let rss_closed = rss_kib(child.0.id());
     let total = bytes.load(Ordering::Relaxed);
     println!(
         "soak: {CONNS} connections, {secs} s, {rounds} round trips, {:.2} GiB relayed (both ways), 0 bytes lost; \
@@ -88,6 +99,6 @@ fn soak_1000_connections() {
     );
     assert!(rss_end <= rss_warm + rss_warm / 4 + 1024, "RSS grew: {rss_warm} -> {rss_end} KiB");
     // SAFETY: kill has no memory effects; the pid is our own child's.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(child.0.wait().unwrap().code(), Some(0));
 }
