@@ -469,8 +469,9 @@ impl Conn {
                     }
                     match self.up.read_from(&mut self.client.sock, &mut core.pool) {
                         Ok((0, _)) => self.up.eof = true,
-                        // Short read: the queue is drained (see relay.rs).
-                        Ok((n, room)) if n < room => self.client.readable = false,
+                        // Short read: the queue is drained, unless an EOF is
+                        // pending behind it (see relay.rs).
+                        Ok((n, room)) if n < room && !self.client.read_closed => self.client.readable = false,
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -17,11 +17,15 @@ pub struct Side {
     pub sock: TcpStream,
     pub readable: bool,
     pub writable: bool,
+    /// The peer's FIN (EPOLLRDHUP) or an error has been reported: an EOF or
+    /// error is waiting behind any data, and no further edge will announce
+    /// it.
+    pub read_closed: bool,
 }
 
 impl Side {
     pub fn new(sock: TcpStream) -> Side {
-        Side { sock, readable: false, writable: false }
+        Side { sock, readable: false, writable: false, read_closed: false }
     }
 
     /// Applies one event's readiness. Errors and hang-ups count as ready:
@@ -29,6 +33,9 @@ impl Side {
     pub fn mark(&mut self, ev: &mio::event::Event) {
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            self.read_closed = true;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             self.writable = true;
@@ -240,12 +247,14 @@ impl Half {
                     self.end = n;
                     // A short read emptied the receive queue; data that
                     // arrives later raises a new edge (as nginx relies on
-                    // with EPOLLET). Saves the read that would say EAGAIN.
-                    // A full one means more is waiting: splice the rest.
-                    if n < buf.len() {
-                        src.readable = false;
-                    } else {
+                    // with EPOLLET). Saves the read that would say EAGAIN
+                    // -- unless the peer's FIN was reported: then the EOF
+                    // waits behind the data, with no edge to come.
+                    // A full read means more is waiting: splice the rest.
+                    if n == buf.len() {
                         bulk = true;
+                    } else if !src.read_closed {
+                        src.readable = false;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => src.readable = false,

@@ -473,3 +473,36 @@ fn max_conns_closes_new_clients_only() {
     drop(a);
     drop(b);
 }
+
+/// Data and FIN arriving together: a short read must not hide the EOF
+/// queued behind the data (no further edge will announce it). Repeated to
+/// hit the timings where both land in one event.
+#[test]
+fn data_then_fin_in_one_go_reaches_the_target() {
+    let (_srv, proxy) = start(config());
+    let counter = target("127.0.0.1:0", |mut s| {
+        let n = read_to_end(&mut s).len();
+        s.write_all(n.to_string().as_bytes()).unwrap();
+    });
+    for i in 0..200 {
+        let (mut s, rep, _) = s5_connect(proxy, &addr_bytes(counter));
+        assert_eq!(rep, 0);
+        let data = pattern(i, 1 + (i as usize * 37) % 3000);
+        s.write_all(&data).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_end(&mut s), data.len().to_string().as_bytes(), "round {i}");
+    }
+    // The same with the data and FIN right behind the request.
+    for i in 0..100 {
+        let mut s = connect(proxy);
+        let mut all = vec![5, 1, 0];
+        all.extend(s5_request(1, &addr_bytes(counter)));
+        all.extend(pattern(i, 100 + i as usize));
+        s.write_all(&all).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(head[..4], [5, 0, 5, 0]);
+        assert_eq!(read_to_end(&mut s), (100 + i).to_string().as_bytes(), "pipelined round {i}");
+    }
+}
