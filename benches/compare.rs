@@ -192,6 +192,9 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     let mut rows = Vec::new();
+    for s in &servers {
+        loadgen::warm_up(&s.route(), &targets);
+    }
 
     // 1. Bulk throughput, with the proxy's CPU per GiB on the 8-stream runs.
     let mut cpu_per_gib: Vec<(String, Vec<f64>)> = names.iter().map(|n| (n.clone(), Vec::new())).collect();

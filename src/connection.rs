@@ -648,12 +648,18 @@ impl Conn {
 
     fn enter_relay(&mut self, core: &mut Core) -> Flow {
         self.state = State::Relaying;
+        self.start_idle_clock(core);
+        self.relay(core)
+    }
+
+    /// From here on only `--idle-timeout` applies (to relays and UDP
+    /// associations alike).
+    fn start_idle_clock(&mut self, core: &mut Core) {
         self.deadline = None;
         self.last_active = core.now;
         if let Some(idle) = core.shared.cfg.idle_timeout {
             self.arm(core.now + idle, core);
         }
-        self.relay(core)
     }
 
     /// BIND (RFC 1928 §4; SOCKS4 likewise): listen on the address family of
@@ -751,11 +757,7 @@ impl Conn {
         debug!("#{} {} udp associate on {}", self.id, self.peer, relay);
         self.reply(Proto::V5, Reply::Succeeded, bnd)?;
         self.state = State::Udp(Box::new(a));
-        self.deadline = None;
-        self.last_active = core.now;
-        if let Some(idle) = core.shared.cfg.idle_timeout {
-            self.arm(core.now + idle, core);
-        }
+        self.start_idle_clock(core);
         self.udp(core, reg)
     }
 
@@ -764,21 +766,8 @@ impl Conn {
     /// sends on it mean nothing and are discarded.
     fn udp(&mut self, core: &mut Core, reg: &Registry) -> Flow {
         self.flush_ctl()?;
-        let mut discarded = 0;
-        while self.client.readable {
-            match self.client.sock.read(&mut core.scratch) {
-                Ok(0) => return Err(Closed),
-                Ok(n) => {
-                    discarded += n;
-                    if discarded >= core.budget {
-                        self.queue(core);
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Err(Closed),
-            }
+        if self.discard_input(core, core.budget)? {
+            self.queue(core);
         }
         let State::Udp(a) = &mut self.state else { return Ok(()) };
         let (moved, more) = a.pump(self.key, self.id, core, reg);
@@ -832,14 +821,25 @@ impl Conn {
             self.down.shut = true;
             let _ = self.client.sock.shutdown(std::net::Shutdown::Write);
         }
+        // A client that keeps sending while we wait for its EOF is closed.
+        match self.discard_input(core, LINGER_MAX_DISCARD)? {
+            true => Err(Closed),
+            false => Ok(()),
+        }
+    }
+
+    /// Reads and drops what the client sends, through the scratch buffer,
+    /// until it would block. `Err` on EOF or error; `Ok(true)` when more
+    /// than `limit` bytes went and the client may still have more.
+    fn discard_input(&mut self, core: &mut Core, limit: usize) -> Result<bool, Closed> {
         let mut discarded = 0;
         while self.client.readable {
             match self.client.sock.read(&mut core.scratch) {
                 Ok(0) => return Err(Closed),
                 Ok(n) => {
                     discarded += n;
-                    if discarded > LINGER_MAX_DISCARD {
-                        return Err(Closed);
+                    if discarded > limit {
+                        return Ok(true);
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
@@ -847,7 +847,7 @@ impl Conn {
                 Err(_) => return Err(Closed),
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn flush_ctl(&mut self) -> Flow {

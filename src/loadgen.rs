@@ -64,19 +64,10 @@ impl Route {
                 }
             }
         }
-        let mut req = vec![5, 1, 0];
-        match target {
-            SocketAddr::V4(a) => {
-                req.push(1);
-                req.extend_from_slice(&a.ip().octets());
-            }
-            SocketAddr::V6(a) => {
-                req.push(4);
-                req.extend_from_slice(&a.ip().octets());
-            }
-        }
-        req.extend_from_slice(&target.port().to_be_bytes());
-        s.write_all(&req)?;
+        let mut req = [0u8; 3 + 19];
+        req[..3].copy_from_slice(&[5, 1, 0]);
+        let n = 3 + crate::socks5::encode_addr(target, &mut req[3..]);
+        s.write_all(&req[..n])?;
         let mut head = [0u8; 4];
         s.read_exact(&mut head)?;
         if head[1] != 0 {
@@ -147,6 +138,15 @@ pub enum Direction {
     Up,
     /// Target to client.
     Down,
+}
+
+/// A short untimed bulk run: the first transfer in a fresh process runs at
+/// about half speed while thread stacks and buffers fault in their pages,
+/// so every measurement starts warm. Errors are ignored (the real run
+/// reports them).
+pub fn warm_up(route: &Route, t: &Targets) {
+    let _ = bulk(route, t, 8, Direction::Down, Duration::from_millis(500));
+    let _ = bulk(route, t, 8, Direction::Up, Duration::from_millis(300));
 }
 
 /// Bulk throughput: `streams` connections moving data one way for `time`.

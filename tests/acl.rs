@@ -6,20 +6,10 @@ mod common;
 use common::*;
 use socksd::auth::User;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 
 fn cidr(s: &str) -> socksd::acl::Cidr {
     s.parse().unwrap()
-}
-
-fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-    s.bind(&src.parse::<SocketAddr>().unwrap().into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
 }
 
 #[test]
@@ -71,12 +61,7 @@ fn allow_dest_admits_only_its_networks() {
     assert_eq!(rep, 0);
     echo_check(&mut s, b"allowed destination");
     // UDP datagrams to a refused destination are dropped and counted.
-    let mut ctl = connect(proxy);
-    ctl.write_all(&[5, 1, 0]).unwrap();
-    let mut m = [0u8; 2];
-    ctl.read_exact(&mut m).unwrap();
-    ctl.write_all(&s5_request(3, &addr_bytes("0.0.0.0:0".parse().unwrap()))).unwrap();
-    let (rep, relay) = read_s5_reply(&mut ctl).unwrap();
+    let (_ctl, rep, relay) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     assert_eq!(rep, 0);
     let target = UdpSocket::bind("127.0.0.1:0").unwrap();
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();

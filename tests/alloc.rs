@@ -173,12 +173,7 @@ fn relay_allocates_nothing_and_handshakes_little() {
             let _ = echo_u.send_to(&b[..n], from);
         }
     });
-    let mut ctl = connect(proxy);
-    ctl.write_all(&[5, 1, 0]).unwrap();
-    let mut m = [0u8; 2];
-    ctl.read_exact(&mut m).unwrap();
-    ctl.write_all(&s5_request(3, &addr_bytes("0.0.0.0:0".parse().unwrap()))).unwrap();
-    let (rep, relay) = read_s5_reply(&mut ctl).unwrap();
+    let (ctl, rep, relay) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     assert_eq!(rep, 0);
     let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     u.set_read_timeout(Some(IO_TIMEOUT)).unwrap();

@@ -23,17 +23,6 @@ fn s4_addr(r: &[u8; 8]) -> SocketAddr {
     SocketAddr::from(([r[4], r[5], r[6], r[7]], u16::from_be_bytes([r[2], r[3]])))
 }
 
-/// Connects to `to` from a chosen loopback source address.
-fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-    s.bind(&src.parse::<SocketAddr>().unwrap().into()).unwrap();
-    s.connect(&to.into()).unwrap();
-    let s: TcpStream = s.into();
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    s
-}
-
 #[test]
 fn socks5_bind_two_replies_and_data_both_ways() {
     let (_srv, proxy) = start(config());

@@ -20,16 +20,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
-/// Stops the server however the test ends, so a failure leaks no process.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn emfile_backs_off_logs_once_and_recovers() {
     let bin = env!("CARGO_BIN_EXE_socksd");
@@ -45,7 +35,7 @@ fn emfile_backs_off_logs_once_and_recovers() {
         .unwrap();
     let (tx, rx) = mpsc::channel::<String>();
     let err = child.stderr.take().unwrap();
-    let mut child = Stop(child);
+    let mut child = common::ChildGuard(child);
     std::thread::spawn(move || {
         for l in BufReader::new(err).lines().map_while(Result::ok) {
             let _ = tx.send(l);

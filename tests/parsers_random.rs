@@ -3,27 +3,12 @@
 //! must never claim more bytes than it was given, and must decide a message
 //! from its own bytes only (the same answer on the exact prefix it used).
 
+mod common;
+
+use common::Rng;
 use socksd::connection::{decide, Phase, Policy};
 use socksd::parse::Parsed;
 use socksd::{socks4, socks5};
-
-/// xorshift64*: small, fast, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// Valid messages to mutate, so that the cases reach deep into each parser.
 fn seeds() -> Vec<Vec<u8>> {

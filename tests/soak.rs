@@ -13,16 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Stops the server however the test ends, so a failure leaks no process.
-struct Stop(std::process::Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -43,7 +33,7 @@ fn soak_1000_connections() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut child = Stop(child);
+    let mut child = common::ChildGuard(child);
     let proxy: SocketAddr = loop {
         let l = lines.next().unwrap().unwrap();
         if let Some(a) = l.strip_prefix("socksd: info: listening on ") {

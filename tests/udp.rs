@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,17 +24,6 @@ fn udp_echo(bind: &str) -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (a, count)
-}
-
-/// Greeting + UDP ASSOCIATE; returns the control stream, REP and BND.
-fn associate(proxy: SocketAddr, own: &[u8]) -> (TcpStream, u8, SocketAddr) {
-    let mut s = connect(proxy);
-    s.write_all(&[5, 1, 0]).unwrap();
-    let mut m = [0u8; 2];
-    s.read_exact(&mut m).unwrap();
-    s.write_all(&s5_request(3, own)).unwrap();
-    let (rep, bnd) = read_s5_reply(&mut s).unwrap();
-    (s, rep, bnd)
 }
 
 fn udp_client() -> UdpSocket {
@@ -85,7 +74,7 @@ fn round_trips_ipv4_ipv6_and_names_in_one_association() {
     let (_srv, proxy) = start(config());
     let (e4, _) = udp_echo("127.0.0.1:0");
     let (e6, _) = udp_echo("[::1]:0");
-    let (ctl, rep, relay) = associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
+    let (ctl, rep, relay) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     assert_eq!(rep, 0);
     assert_eq!(relay.ip().to_string(), "127.0.0.1", "BND is reachable, never 0.0.0.0");
     let u = udp_client();
@@ -108,7 +97,7 @@ fn round_trips_ipv4_ipv6_and_names_in_one_association() {
 fn drops_other_sources_and_fragments() {
     let (srv, proxy) = start(config());
     let (e4, count) = udp_echo("127.0.0.1:0");
-    let (_ctl, _, relay) = associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
+    let (_ctl, _, relay) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     let u = udp_client();
     round_trip(&u, relay, &addr_bytes(e4), b"learn my port");
     let seen = count.load(Ordering::SeqCst);
@@ -138,14 +127,14 @@ fn request_naming_the_target_or_itself_still_works() {
     // target is on another loopback address than the client, as it would
     // be on a network; a DST equal to the client's own IP pins the port.)
     let (far, _) = udp_echo("127.0.0.2:0");
-    let (_c1, rep, relay) = associate(proxy, &addr_bytes(far));
+    let (_c1, rep, relay) = s5_associate(proxy, &addr_bytes(far));
     assert_eq!(rep, 0);
     let u = udp_client();
     assert_eq!(round_trip(&u, relay, &addr_bytes(far), b"t").1, b"t");
     let (e4, _) = udp_echo("127.0.0.1:0");
     // Naming its own IP and port pins the port: another port is dropped.
     let u = udp_client();
-    let (_c2, rep, relay) = associate(proxy, &addr_bytes(u.local_addr().unwrap()));
+    let (_c2, rep, relay) = s5_associate(proxy, &addr_bytes(u.local_addr().unwrap()));
     assert_eq!(rep, 0);
     let other = udp_client();
     let before = srv.udp_dropped();
@@ -158,7 +147,7 @@ fn request_naming_the_target_or_itself_still_works() {
 fn association_ends_with_its_control_connection() {
     let (_srv, proxy) = start(config());
     let (e4, _) = udp_echo("127.0.0.1:0");
-    let (ctl, _, relay) = associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
+    let (ctl, _, relay) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     let u = udp_client();
     round_trip(&u, relay, &addr_bytes(e4), b"alive");
     drop(ctl);
@@ -190,15 +179,15 @@ fn nat_flags_advertise_and_port_range() {
     cfg.udp_ports = Some((lo, lo + 1));
     let (_srv, proxy) = start(cfg);
     let any = addr_bytes("0.0.0.0:0".parse().unwrap());
-    let (_a, rep_a, bnd_a) = associate(proxy, &any);
-    let (_b, rep_b, bnd_b) = associate(proxy, &any);
+    let (_a, rep_a, bnd_a) = s5_associate(proxy, &any);
+    let (_b, rep_b, bnd_b) = s5_associate(proxy, &any);
     assert_eq!((rep_a, rep_b), (0, 0));
     for b in [bnd_a, bnd_b] {
         assert_eq!(b.ip().to_string(), "127.0.0.9", "advertised address in BND");
         assert!((lo..=lo + 1).contains(&b.port()), "port {} outside {lo}-{}", b.port(), lo + 1);
     }
     assert_ne!(bnd_a.port(), bnd_b.port());
-    let (mut c, rep_c, _) = associate(proxy, &any);
+    let (mut c, rep_c, _) = s5_associate(proxy, &any);
     assert_eq!(rep_c, 0x01, "exhausted range is a failure reply, not a hang");
     assert!(closed_without_data(&mut c));
     // The relay really is on the local address, at the advertised port.
@@ -213,7 +202,7 @@ fn no_udp_flag_refuses() {
     let mut cfg = config();
     cfg.no_udp = true;
     let (_srv, proxy) = start(cfg);
-    let (mut c, rep, _) = associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
+    let (mut c, rep, _) = s5_associate(proxy, &addr_bytes("0.0.0.0:0".parse().unwrap()));
     assert_eq!(rep, 0x07);
     assert!(closed_without_data(&mut c));
 }

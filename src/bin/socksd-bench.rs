@@ -63,6 +63,9 @@ fn main() {
     let proxy = route.proxy.map_or("direct".to_string(), |p| p.to_string());
     let targets = loadgen::Targets::start().unwrap_or_else(|e| fail(format!("cannot start targets: {e}")));
     let mode = m.opt_str("mode").unwrap_or_else(|| fail("--mode is required".into()));
+    if mode == "bulk" {
+        loadgen::warm_up(&route, &targets);
+    }
     let result = match mode.as_str() {
         "bulk" => {
             let streams = num(&m, "streams", 1usize);

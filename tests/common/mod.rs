@@ -65,21 +65,12 @@ where
     a
 }
 
-/// Encodes ATYP ADDR PORT.
+/// Encodes ATYP ADDR PORT (with the server's own encoder, whose output
+/// the unit tests check byte by byte).
 pub fn addr_bytes(a: SocketAddr) -> Vec<u8> {
-    let mut v = Vec::new();
-    match a {
-        SocketAddr::V4(a) => {
-            v.push(1);
-            v.extend_from_slice(&a.ip().octets());
-        }
-        SocketAddr::V6(a) => {
-            v.push(4);
-            v.extend_from_slice(&a.ip().octets());
-        }
-    }
-    v.extend_from_slice(&a.port().to_be_bytes());
-    v
+    let mut v = [0u8; 19];
+    let n = socksd::socks5::encode_addr(a, &mut v);
+    v[..n].to_vec()
 }
 
 pub fn domain_bytes(name: &str, port: u16) -> Vec<u8> {
@@ -243,5 +234,58 @@ pub fn wait_idle(srv: &socksd::Server) {
     while srv.active_connections() != 0 {
         assert!(std::time::Instant::now() < end, "{} connections left", srv.active_connections());
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Connects to `to` from a chosen loopback source address (127.0.0.2 and
+/// the like), to play a client or peer on another host.
+pub fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
+    s.bind(&src.parse::<SocketAddr>().unwrap().into()).unwrap();
+    s.connect(&to.into()).unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// Greeting (no auth) + UDP ASSOCIATE naming `own`; returns the control
+/// stream, REP and BND (the relay address).
+pub fn s5_associate(proxy: SocketAddr, own: &[u8]) -> (TcpStream, u8, SocketAddr) {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    s.write_all(&s5_request(3, own)).unwrap();
+    let (rep, bnd) = read_s5_reply(&mut s).unwrap();
+    (s, rep, bnd)
+}
+
+/// xorshift64*: a small reproducible PRNG for generated inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// A child process that is stopped however the test ends, so a failing
+/// test leaves no server behind.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
