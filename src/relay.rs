@@ -181,21 +181,21 @@ impl Half {
                     (_, Some(p)) => p.drain(&dst.sock, self.in_pipe),
                     _ => unreachable!("bytes in flight live in the buffer or the pipe"),
                 };
-                let want = if self.start < self.end { self.end - self.start } else { self.in_pipe };
+                // Only a short write() proves the send buffer full (so room
+                // will raise a new edge); a short splice is not relied on.
+                let copy = self.start < self.end;
+                let want = if copy { self.end - self.start } else { self.in_pipe };
                 match r {
                     Ok(0) => return Err(ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         bytes += n;
-                        if self.start < self.end {
+                        if copy {
                             self.consume(n);
+                            if n < want {
+                                dst.writable = false;
+                            }
                         } else {
                             self.in_pipe -= n;
-                        }
-                        // A short write means the send buffer is full:
-                        // the next write would only say EAGAIN, and room
-                        // will raise a new edge.
-                        if n < want {
-                            dst.writable = false;
                         }
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => dst.writable = false,
