@@ -16,6 +16,9 @@ pub fn config() -> Config {
 }
 
 pub fn start(cfg: Config) -> (Server, SocketAddr) {
+    // Client, server and target ends all live in this process: a 1024
+    // soft limit would be tight for the concurrency tests.
+    raise_nofile();
     let s = Server::start(cfg).expect("server starts");
     let a = s.local_addrs()[0];
     (s, a)
