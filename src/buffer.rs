@@ -20,10 +20,6 @@ impl Pool {
         Pool { free: Vec::with_capacity(max_free), size, max_free }
     }
 
-    pub fn buf_size(&self) -> usize {
-        self.size
-    }
-
     pub fn take(&mut self) -> Buf {
         self.free.pop().unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
     }

@@ -373,10 +373,6 @@ impl Conn {
         self.id
     }
 
-    pub fn client_mut(&mut self) -> &mut mio::net::TcpStream {
-        &mut self.client.sock
-    }
-
     /// Gives the relay buffers back; the sockets close when dropped.
     pub fn release(&mut self, core: &mut Core) {
         self.up.release(&mut core.pool, core.pipes.as_mut());
