@@ -76,6 +76,22 @@ pub struct Acl {
     pub allow: Vec<Cidr>,
     pub allow_dest: Vec<Cidr>,
     pub deny_dest: Vec<Cidr>,
+    /// `--deny-dest self`: every address of this host (see [`crate::host`]).
+    pub deny_self: bool,
+}
+
+/// The word `--deny-dest` takes for "this host".
+pub const SELF: &str = "self";
+
+/// Unspecified addresses: `0.0.0.0/8` and `::` (and their IPv4-mapped
+/// spellings). On Linux, connecting or sending to them reaches the host's
+/// own services, as loopback would; no real destination has them, so they
+/// are refused whatever the rules say.
+pub fn is_unspecified(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.octets()[0] == 0,
+        IpAddr::V6(v6) => v6.is_unspecified(),
+    }
 }
 
 impl Acl {
@@ -84,12 +100,24 @@ impl Acl {
         self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
     }
 
-    /// Deny rules win; with any `--allow-dest`, only those networks pass.
+    /// The network rules alone: unspecified addresses never pass, deny
+    /// rules win, and with any `--allow-dest` only those networks pass.
+    /// `self` needs the kernel: see [`Acl::dest_allowed_at`].
     pub fn dest_allowed(&self, ip: IpAddr) -> bool {
-        if self.deny_dest.iter().any(|c| c.contains(ip)) {
+        if is_unspecified(ip) || self.deny_dest.iter().any(|c| c.contains(ip)) {
             return false;
         }
         self.allow_dest.is_empty() || self.allow_dest.iter().any(|c| c.contains(ip))
+    }
+
+    /// Every rule, `self` included: `is_local` answers whether an address
+    /// belongs to this host, and is asked only when `self` is denied.
+    pub fn dest_allowed_at(
+        &self,
+        addr: std::net::SocketAddr,
+        is_local: impl FnOnce(std::net::SocketAddr) -> bool,
+    ) -> bool {
+        self.dest_allowed(addr.ip()) && !(self.deny_self && is_local(addr))
     }
 }
 
@@ -124,13 +152,36 @@ mod tests {
 
     #[test]
     fn rules() {
-        let acl =
-            Acl { allow: vec![c("127.0.0.0/8")], allow_dest: vec![c("10.0.0.0/8")], deny_dest: vec![c("10.0.0.1")] };
+        let acl = Acl {
+            allow: vec![c("127.0.0.0/8")],
+            allow_dest: vec![c("10.0.0.0/8")],
+            deny_dest: vec![c("10.0.0.1")],
+            deny_self: false,
+        };
         assert!(acl.client_allowed(ip("127.0.0.5")));
         assert!(!acl.client_allowed(ip("192.0.2.1")));
         assert!(acl.dest_allowed(ip("10.0.0.2")));
         assert!(!acl.dest_allowed(ip("10.0.0.1")));
         assert!(!acl.dest_allowed(ip("192.0.2.1")));
         assert!(Acl::default().client_allowed(ip("::1")) && Acl::default().dest_allowed(ip("::1")));
+    }
+
+    #[test]
+    fn unspecified_never_passes() {
+        let open = Acl::default();
+        for a in ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "::ffff:0.9.9.9"] {
+            assert!(!open.dest_allowed(ip(a)), "{a}");
+        }
+        assert!(open.dest_allowed(ip("1.0.0.0")) && open.dest_allowed(ip("::2")));
+    }
+
+    #[test]
+    fn self_asks_only_when_denied() {
+        let sa = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let open = Acl::default();
+        assert!(open.dest_allowed_at(sa("192.0.2.1:80"), |_| panic!("not asked without self")));
+        let router = Acl { deny_self: true, ..Acl::default() };
+        assert!(!router.dest_allowed_at(sa("192.0.2.1:80"), |_| true));
+        assert!(router.dest_allowed_at(sa("192.0.2.1:80"), |_| false));
     }
 }

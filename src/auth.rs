@@ -1,5 +1,6 @@
 //! Users for RFC 1929 username/password authentication.
 
+use crate::escape::Escaped;
 use crate::parse::MAX_FIELD;
 use std::fmt;
 use std::path::Path;
@@ -34,25 +35,70 @@ impl User {
     }
 }
 
-/// Reads a users file: one `NAME:PASSWORD` a line, `#` starts a comment
-/// line, blank lines are skipped. Errors name the line.
+/// Reads a users file, one `NAME:PASSWORD` a line.
+///
+/// - A UTF-8 byte-order mark at the start is skipped, and so is a CR at
+///   the end of a line (files edited on Windows).
+/// - Blank lines, and lines whose first non-blank character is `#`, are
+///   skipped. There are no comments after a user: everything after the
+///   first `:` is the password, `#` included.
+/// - A name may not contain whitespace or control characters (so an
+///   indented line is an error, not a name with spaces); a password may
+///   contain spaces, but may not end with one, nor contain control
+///   characters.
+/// - A file with no users is an error, as is a name given twice: reloading
+///   either would silently turn authentication off, or keep an old
+///   password working next to a new one.
+///
+/// Errors name the file and line.
 pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_USERS_FILE {
         return Err(format!("{}: larger than {MAX_USERS_FILE} bytes", path.display()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut users = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut users: Vec<User> = Vec::new();
+    let mut lines: Vec<usize> = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        let trimmed = line.trim_start();
+        let at = |e: String| format!("{}:{}: {e}", path.display(), i + 1);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let trimmed = line.trim_start_matches([' ', '\t']);
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let user = User::parse(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        let user = User::parse(line).map_err(at)?;
+        let bad = |b: &u8| b.is_ascii_control();
+        if user.name.iter().any(|b| bad(b) || *b == b' ') {
+            return Err(at("a name may not contain whitespace or control characters".into()));
+        }
+        if user.pass.iter().any(bad) {
+            return Err(at("a password may not contain control characters".into()));
+        }
+        if user.pass.last() == Some(&b' ') {
+            return Err(at("the password ends with a space (trailing spaces would be part of it)".into()));
+        }
+        if let Some(j) = users.iter().position(|u| u.name == user.name) {
+            return Err(at(format!("user '{}' is already defined on line {}", Escaped(&user.name), lines[j])));
+        }
         users.push(user);
+        lines.push(i + 1);
+    }
+    if users.is_empty() {
+        return Err(format!("{}: no users (an empty users file would turn authentication off)", path.display()));
     }
     Ok(users)
+}
+
+/// Fails if a name is defined both by `--user` and in the users file (or
+/// twice by `--user`): two passwords for one name would both work.
+pub fn check_unique(flag_users: &[User], file_users: &[User]) -> Result<(), String> {
+    for (i, u) in flag_users.iter().enumerate() {
+        if flag_users[..i].iter().chain(file_users).any(|o| o.name == u.name) {
+            return Err(format!("user '{}' is defined more than once", Escaped(&u.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Equality whose running time depends only on the lengths, not on where
@@ -105,6 +151,25 @@ mod tests {
         std::fs::write(&dir, "alice:one\nbroken\n").unwrap();
         let err = load_users_file(&dir).unwrap_err();
         assert!(err.ends_with(":2: expected NAME:PASSWORD"), "{err}");
+        // BOM skipped; everything after the first colon is the password.
+        std::fs::write(&dir, "\u{feff}carol:pw # not a comment\n").unwrap();
+        assert_eq!(load_users_file(&dir).unwrap()[0].pass, b"pw # not a comment");
+        for (text, why) in [
+            ("", "no users"),
+            ("# only a comment\n\n", "no users"),
+            ("dup:old\ndup:new\n", "already defined on line 1"),
+            ("  alice:pw\n", "whitespace"),
+            ("alice:pw \n", "ends with a space"),
+            ("alice:p\x1bw\n", "control"),
+        ] {
+            std::fs::write(&dir, text).unwrap();
+            let err = load_users_file(&dir).unwrap_err();
+            assert!(err.contains(why), "{text:?}: {err}");
+        }
         std::fs::remove_file(&dir).unwrap();
+        let a = User::parse("a:1").unwrap();
+        assert!(check_unique(std::slice::from_ref(&a), &[User::parse("a:2").unwrap()]).is_err());
+        assert!(check_unique(&[a.clone(), a.clone()], &[]).is_err());
+        assert!(check_unique(&[a], &[User::parse("b:2").unwrap()]).is_ok());
     }
 }

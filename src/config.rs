@@ -15,6 +15,7 @@ pub const DEFAULT_BUFFER: usize = 16 * 1024;
 pub const MIN_BUFFER: usize = 1024;
 pub const MAX_BUFFER: usize = 1 << 20;
 const MAX_THREADS: usize = 256;
+pub const DEFAULT_KEEPALIVE: u64 = 60;
 const MAX_SECONDS: u64 = 86_400;
 
 /// Everything the server needs to run. `Config::default()` is what the
@@ -53,6 +54,19 @@ pub struct Config {
     pub acl: Acl,
     /// A client IP that authenticated once may later skip authentication.
     pub auth_once: bool,
+    /// Connections one client (IPv4 address, IPv6 /64) may hold; `None`:
+    /// half of `max_conns`; `Some(0)`: no limit.
+    pub max_conns_per_ip: Option<usize>,
+    /// `--udp-ports` ports one client may hold; `None`: a quarter of the
+    /// range (at least one); `Some(0)`: no limit.
+    pub udp_ports_per_ip: Option<usize>,
+    /// Accept UDP replies from any address, not only from those the client
+    /// has sent to.
+    pub udp_full_cone: bool,
+    /// TCP keepalive idle time on client and outgoing sockets; `None`: off.
+    pub keepalive: Option<Duration>,
+    /// Share listen ports with other socksd processes started the same way.
+    pub reuse_port: bool,
     /// -v minus -q; 0 is the default level (info).
     pub verbosity: i32,
 }
@@ -81,6 +95,11 @@ impl Default for Config {
             udp_ports: None,
             acl: Acl::default(),
             auth_once: false,
+            max_conns_per_ip: None,
+            udp_ports_per_ip: None,
+            udp_full_cone: false,
+            keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE)),
+            reuse_port: false,
             verbosity: 0,
         }
     }
@@ -103,24 +122,60 @@ pub struct ArgError(pub String);
 /// Option groups for `--help`: a heading, then the long names under it,
 /// in the order `options` defines them.
 const GROUPS: &[(&str, &[&str])] = &[
-    ("Listening", &["listen", "threads", "max-conns"]),
+    ("Listening", &["listen", "threads", "max-conns", "max-conns-per-ip", "reuse-port"]),
     ("Authentication", &["user", "users-file", "auth-once"]),
     ("Access control", &["allow", "allow-dest", "deny-dest", "no-socks4", "no-bind", "no-udp"]),
     ("Outgoing connections", &["outgoing", "outgoing-iface"]),
     (
         "Timeouts, in seconds (fractions allowed)",
-        &["handshake-timeout", "connect-timeout", "idle-timeout", "bind-timeout"],
+        &["handshake-timeout", "connect-timeout", "idle-timeout", "bind-timeout", "keepalive"],
     ),
-    ("UDP behind NAT", &["udp-advertise", "udp-ports"]),
+    ("UDP", &["udp-advertise", "udp-ports", "udp-ports-per-ip", "udp-full-cone"]),
     ("Relay", &["buffer-size", "splice", "no-splice"]),
     ("Other", &["check", "verbose", "quiet", "help", "version"]),
+];
+
+/// Options that take a value, by long name.
+const VALUED: &[&str] = &[
+    "listen",
+    "threads",
+    "max-conns",
+    "max-conns-per-ip",
+    "user",
+    "users-file",
+    "allow",
+    "allow-dest",
+    "deny-dest",
+    "outgoing",
+    "outgoing-iface",
+    "handshake-timeout",
+    "connect-timeout",
+    "idle-timeout",
+    "bind-timeout",
+    "keepalive",
+    "udp-advertise",
+    "udp-ports",
+    "udp-ports-per-ip",
+    "buffer-size",
 ];
 
 fn options() -> Options {
     let mut o = Options::new();
     o.optmulti("l", "listen", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)", "ADDR:PORT");
     o.optopt("t", "threads", "reactor threads (default: number of CPUs)", "N");
-    o.optopt("", "max-conns", "cap on simultaneous client connections (default: from RLIMIT_NOFILE)", "N");
+    o.optopt(
+        "",
+        "max-conns",
+        "cap on simultaneous client connections (default: a quarter of RLIMIT_NOFILE, less a reserve)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-conns-per-ip",
+        "cap per client IPv4 address or IPv6 /64; 0 = none (default: half of --max-conns)",
+        "N",
+    );
+    o.optflag("", "reuse-port", "share the listen ports with other socksd processes started with --reuse-port");
     o.optmulti(
         "u",
         "user",
@@ -130,13 +185,18 @@ fn options() -> Options {
     o.optopt(
         "",
         "users-file",
-        "add users from a file of NAME:PASSWORD lines (# comments allowed); re-read on SIGHUP",
+        "add users from a file of NAME:PASSWORD lines (# comment lines); re-read on SIGHUP",
         "PATH",
     );
     o.optflag("", "auth-once", "a client IP that authenticated once may then connect without a password");
     o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
     o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
-    o.optmulti("", "deny-dest", "refuse destinations in this network, repeatable; wins over --allow-dest", "CIDR");
+    o.optmulti(
+        "",
+        "deny-dest",
+        "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
+        "CIDR|self",
+    );
     o.optflag("", "no-socks4", "refuse SOCKS4 and SOCKS4a");
     o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
     o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
@@ -151,9 +211,21 @@ fn options() -> Options {
     o.optopt("", "connect-timeout", "to resolve and connect to the target (default 10)", "S");
     o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
     o.optopt("", "bind-timeout", "a BIND waits for its peer (default 60)", "S");
+    o.optopt("", "keepalive", "TCP keepalive: first probe after this idle time; 0 = off (default 60)", "S");
     o.optopt("", "udp-advertise", "address given to clients as the UDP relay address", "ADDR");
     o.optopt("", "udp-ports", "take UDP relay ports from this range, to forward them", "LOW-HIGH");
-    o.optopt("", "buffer-size", "relay buffer per direction in bytes (default 16384)", "BYTES");
+    o.optopt(
+        "",
+        "udp-ports-per-ip",
+        "--udp-ports ports one client may hold; 0 = no limit (default: a quarter of the range)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "udp-full-cone",
+        "accept UDP replies from any address (default: only from addresses the client sent to)",
+    );
+    o.optopt("", "buffer-size", "relay buffer per direction in bytes, 1024 to 1048576 (default 16384)", "BYTES");
     o.optflag("", "splice", "relay with splice(2) through pooled pipes (default on Linux)");
     o.optflag("", "no-splice", "relay by copying through --buffer-size buffers");
     o.optflag("", "check", "check the flags (users file, interface) and exit without serving");
@@ -186,8 +258,9 @@ pub fn usage() -> String {
     s.push_str(&body);
     s.push_str(
         "\nExamples:\n    socksd --listen 127.0.0.1:1080\n    \
-         socksd -l 0.0.0.0:1080 -l [::]:1080 --user alice:secret --deny-dest 127.0.0.0/8\n\n\
-         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file.\n\
+         socksd -l 0.0.0.0:1080 -l [::]:1080 --users-file /etc/socksd.users --deny-dest self\n\n\
+         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file and forgets\n\
+         --auth-once addresses.\n\
          See socksd(8).\n",
     );
     s
@@ -247,9 +320,46 @@ fn port_range(v: &str) -> Result<(u16, u16), ArgError> {
     Ok((lo, hi))
 }
 
+/// `--name` for a getopts option name (`-n` for one letter).
+fn dashed(name: &str) -> String {
+    if name.len() == 1 {
+        format!("-{name}")
+    } else {
+        format!("--{name}")
+    }
+}
+
+/// getopts' errors, in socksd's words.
+fn getopts_error(e: getopts::Fail) -> ArgError {
+    use getopts::Fail;
+    ArgError(match e {
+        Fail::UnrecognizedOption(o) => format!("unknown option '{}'", dashed(&o)),
+        Fail::ArgumentMissing(o) => format!("{} needs a value", dashed(&o)),
+        Fail::OptionDuplicated(o) => format!("{} given more than once", dashed(&o)),
+        Fail::UnexpectedArgument(o) => format!("{} takes no value", dashed(&o)),
+        Fail::OptionMissing(o) => format!("{} is required", dashed(&o)),
+    })
+}
+
+/// A value that is really the next flag (`--listen --check`): getopts
+/// would take it as the value. A leading `-` and a digit (a negative
+/// number) is left to the value's own check.
+fn looks_like_flag(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() >= 2 && b[0] == b'-' && (b[1] == b'-' || b[1].is_ascii_alphabetic())
+}
+
 /// Parses the arguments after the program name.
 pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgError> {
-    let m = options().parse(args).map_err(|e| ArgError(e.to_string()))?;
+    let opts = options();
+    let m = opts.parse(args).map_err(getopts_error)?;
+    for long in VALUED {
+        for v in m.opt_strs(long) {
+            if looks_like_flag(&v) {
+                return Err(ArgError(format!("--{long} needs a value, not the flag '{v}'")));
+            }
+        }
+    }
     if m.opt_present("h") {
         return Ok(Action::Help(usage()));
     }
@@ -267,9 +377,10 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
             let addr = l
                 .parse()
                 .map_err(|_| ArgError(format!("invalid value for --listen: '{l}' (ADDR:PORT, IPv6 as [::1]:1080)")))?;
-            if !c.listen.contains(&addr) {
-                c.listen.push(addr);
+            if c.listen.contains(&addr) {
+                return Err(ArgError(format!("--listen {addr} given twice")));
             }
+            c.listen.push(addr);
         }
     }
     if let Some(t) = m.opt_str("t") {
@@ -285,6 +396,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.file_users = users;
         c.users_file = Some(path);
     }
+    auth::check_unique(&c.users, &c.file_users).map_err(ArgError)?;
     c.no_socks4 = m.opt_present("no-socks4");
     if let Some(b) = m.opt_str("b") {
         let ip = b.parse().map_err(|_| ArgError(format!("invalid value for --outgoing: '{b}' (an IP address)")))?;
@@ -292,12 +404,23 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     }
     if let Some(i) = m.opt_str("outgoing-iface") {
         if i.is_empty() || i.len() >= libc::IFNAMSIZ || i.contains('\0') || i.contains('/') {
-            return Err(ArgError(format!("invalid value for --outgoing-iface: '{i}'")));
+            return Err(ArgError(format!("invalid value for --outgoing-iface: '{i}' (an interface name, e.g. eth0)")));
         }
         c.outgoing_iface = Some(i);
     }
     if let Some(n) = m.opt_str("max-conns") {
         c.max_conns = Some(number("max-conns", &n, 1, 10_000_000)?);
+    }
+    if let Some(n) = m.opt_str("max-conns-per-ip") {
+        c.max_conns_per_ip = Some(number("max-conns-per-ip", &n, 0, 10_000_000)?);
+    }
+    c.reuse_port = m.opt_present("reuse-port");
+    if let Some(s) = m.opt_str("keepalive") {
+        let d = seconds("keepalive", &s, true)?;
+        if !d.is_zero() && d < Duration::from_secs(1) {
+            return Err(ArgError(format!("invalid value for --keepalive: '{s}' (whole seconds, at least 1; 0 = off)")));
+        }
+        c.keepalive = (!d.is_zero()).then_some(d);
     }
     if let Some(s) = m.opt_str("handshake-timeout") {
         c.handshake_timeout = seconds("handshake-timeout", &s, false)?;
@@ -316,6 +439,15 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         [("allow", &mut c.acl.allow), ("allow-dest", &mut c.acl.allow_dest), ("deny-dest", &mut c.acl.deny_dest)]
     {
         for v in m.opt_strs(flag) {
+            if v == crate::acl::SELF {
+                if flag != "deny-dest" {
+                    return Err(ArgError(format!(
+                        "invalid value for --{flag}: '{v}' is only meaningful with --deny-dest"
+                    )));
+                }
+                c.acl.deny_self = true;
+                continue;
+            }
             let cidr: Cidr = v.parse().map_err(|e| ArgError(format!("invalid value for --{flag}: {e}")))?;
             list.push(cidr);
         }
@@ -340,6 +472,13 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     if let Some(r) = m.opt_str("udp-ports") {
         c.udp_ports = Some(port_range(&r)?);
     }
+    if let Some(n) = m.opt_str("udp-ports-per-ip") {
+        if c.udp_ports.is_none() {
+            return Err(ArgError("--udp-ports-per-ip needs --udp-ports".into()));
+        }
+        c.udp_ports_per_ip = Some(number("udp-ports-per-ip", &n, 0, 65535)?);
+    }
+    c.udp_full_cone = m.opt_present("udp-full-cone");
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
     if m.opt_present("check") {
         return Ok(Action::Check(Box::new(c)));

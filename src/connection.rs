@@ -14,12 +14,15 @@
 //! [`Step`], and the methods here do the I/O.
 
 use crate::auth;
+use crate::clients::Slot;
+use crate::escape::Escaped;
+use crate::fds::{self, Fds};
 use crate::outbound;
 use crate::parse::{Addr, Parsed};
 use crate::reactor::Core;
 use crate::relay::{Half, Side};
 use crate::reply::{Reply, Reply4};
-use crate::resolver::Job;
+use crate::resolver::{Job, Refused};
 use crate::socks4;
 use crate::socks5::{self, method};
 use crate::udp::{self, Assoc};
@@ -116,6 +119,7 @@ enum State {
     BindWaiting {
         proto: Proto,
         listener: mio::net::TcpListener,
+        _budget: Fds,
         expect: Targets,
     },
     /// UDP ASSOCIATE: datagrams relayed while the control connection lives.
@@ -192,9 +196,6 @@ pub fn decide(phase: Phase, buf: &[u8], policy: &Policy<'_>) -> Step {
             Ok(Parsed::Incomplete) => Step::NeedMore,
             Ok(Parsed::Done(c, used)) => {
                 let ok = auth::verify(policy.users, c.user, c.pass);
-                if !ok {
-                    info!("authentication failed for user {:?}", String::from_utf8_lossy(c.user));
-                }
                 let next = if ok { Next::Request } else { Next::Close };
                 Step::Answer { used, bytes: socks5::encode_auth_reply(ok), next }
             }
@@ -329,6 +330,8 @@ pub struct Conn {
     key: usize,
     id: u64,
     peer: SocketAddr,
+    /// This client's place under `--max-conns-per-ip`.
+    _slot: Option<Slot>,
     client: Side,
     target: Option<Side>,
     state: State,
@@ -349,12 +352,21 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(key: usize, id: u64, sock: mio::net::TcpStream, peer: SocketAddr, core: &mut Core) -> Conn {
+    pub fn new(
+        key: usize,
+        id: u64,
+        sock: mio::net::TcpStream,
+        budget: Fds,
+        slot: Option<Slot>,
+        peer: SocketAddr,
+        core: &mut Core,
+    ) -> Conn {
         let mut c = Conn {
             key,
             id,
             peer,
-            client: Side::new(sock),
+            _slot: slot,
+            client: Side::new(sock, budget),
             target: None,
             state: State::Greeting,
             up: Half::default(),
@@ -373,8 +385,17 @@ impl Conn {
         self.id
     }
 
-    /// Gives the relay buffers back; the sockets close when dropped.
+    /// Gives the relay buffers back and takes a lookup nobody waits for
+    /// out of the resolver's queue; the sockets close when dropped.
     pub fn release(&mut self, core: &mut Core) {
+        let resolving = match &self.state {
+            State::Resolving { .. } => true,
+            State::Udp(a) => a.resolving(),
+            _ => false,
+        };
+        if resolving {
+            core.shared.resolver.cancel(core.index, self.key, self.id);
+        }
         self.up.release(&mut core.pool, core.pipes.as_mut());
         self.down.release(&mut core.pool, core.pipes.as_mut());
     }
@@ -383,14 +404,11 @@ impl Conn {
         match role {
             CLIENT => {
                 self.client.mark(ev);
-                // A client that resets while we resolve, connect or wait for
-                // a BIND peer: nobody is left to answer. (A plain EOF may be
-                // a half-close after the request, which is legitimate.)
                 let waiting = matches!(
                     self.state,
                     State::Resolving { .. } | State::Connecting { .. } | State::BindWaiting { .. }
                 );
-                if ev.is_error() && waiting {
+                if waiting && self.client_gone(ev) {
                     return Err(Closed);
                 }
             }
@@ -417,6 +435,26 @@ impl Conn {
             _ => return Ok(()),
         }
         self.drive(core, reg)
+    }
+
+    /// While the request is resolving, connecting or waiting for a BIND
+    /// peer, nothing is read from the client, so its end must be noticed
+    /// here: a reset, or a FIN with nothing sent after the request, means
+    /// nobody is left to answer, and the slot is freed at once. A FIN
+    /// behind pipelined data is a half-close and is honoured.
+    fn client_gone(&self, ev: &Event) -> bool {
+        if ev.is_error() {
+            return true;
+        }
+        if !self.client.read_closed || !self.up.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        match self.client.sock.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        }
     }
 
     /// Continues after the relay budget ran out.
@@ -479,6 +517,11 @@ impl Conn {
                     if phase == Phase::Auth && next == Next::Request && core.shared.cfg.auth_once {
                         core.shared.auth_once_remember(self.peer.ip());
                     }
+                    if phase == Phase::Auth && next == Next::Close {
+                        if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
+                            info!("#{} {} authentication failed for user {}", self.id, self.peer, Escaped(c.user));
+                        }
+                    }
                     self.up.consume(used);
                     self.ctl.push(&bytes)?;
                     match next {
@@ -524,10 +567,11 @@ impl Conn {
                 self.connect(proto, Targets::One(sa), 0, until, Reply::GeneralFailure, core, reg)
             }
             Target::Name(name, port) => {
-                debug!("#{} {} {} {}:{}", self.id, self.peer, what, name, port);
-                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id };
-                if core.shared.resolver.submit(job).is_err() {
-                    return self.fail(proto, Reply::GeneralFailure, core);
+                debug!("#{} {} {} {}:{}", self.id, self.peer, what, Escaped(name.as_bytes()), port);
+                let client = crate::clients::client_key(self.peer.ip());
+                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id, client };
+                if let Err(Refused(reply)) = core.shared.resolver.submit(job, core.now) {
+                    return self.fail(proto, reply, core);
                 }
                 self.state = State::Resolving { proto, bind };
                 self.set_deadline(until, core);
@@ -572,11 +616,15 @@ impl Conn {
     ) -> Flow {
         while let Some(addr) = targets.get(next) {
             next += 1;
-            if !core.shared.cfg.acl.dest_allowed(addr.ip()) {
+            if !core.dest_allowed(addr) {
                 debug!("#{} {}: destination denied by rules", self.id, addr);
                 last = Reply::NotAllowed;
                 continue;
             }
+            let Some(budget) = fds::take(1) else {
+                debug!("#{} connect {}: out of descriptors", self.id, addr);
+                return self.fail(proto, Reply::GeneralFailure, core);
+            };
             let mut sock = match outbound::connect(addr, &core.shared.source) {
                 Ok(s) => s,
                 Err(e) => {
@@ -592,7 +640,7 @@ impl Conn {
             let left = until.saturating_duration_since(core.now);
             let tries = (targets.len() + 1 - next) as u32;
             let slice = (left / tries).max(MIN_ATTEMPT).min(left);
-            self.target = Some(Side::new(sock));
+            self.target = Some(Side::new(sock, budget));
             self.state = State::Connecting { proto, targets, next, until };
             self.set_deadline(core.now + slice, core);
             return self.flush_ctl();
@@ -658,22 +706,41 @@ impl Conn {
         }
     }
 
-    /// BIND (RFC 1928 §4; SOCKS4 likewise): listen on the address family of
-    /// the expected peer, on `--outgoing` if given, else on the address the
-    /// client came in on; answer with the listening address.
+    /// BIND (RFC 1928 §4; SOCKS4 likewise): listen for the one peer the
+    /// client expects, and answer with the listening address.
+    ///
+    /// The expected peer must pass the destination rules; an unspecified
+    /// address admits any peer, which is checked when it connects. The
+    /// listener takes the expected peer's address family: on `--outgoing`
+    /// if it has that family, else on the address the client came in on,
+    /// else on an address of that family on the same interface. Never on a
+    /// wildcard address, which would take peers from every interface (the
+    /// WAN included): with no such address the reply is 0x03.
     fn open_bind(&mut self, proto: Proto, expect: Targets, core: &mut Core, reg: &Registry) -> Flow {
         let Some(want) = expect.get(0) else {
             return self.fail(proto, Reply::HostUnreachable, core);
         };
-        let v4 = want.is_ipv4();
+        if !want.ip().is_unspecified() && !(0..expect.len()).filter_map(|i| expect.get(i)).any(|a| core.dest_allowed(a))
+        {
+            debug!("#{} bind: expected peer {} denied by rules", self.id, want);
+            return self.fail(proto, Reply::NotAllowed, core);
+        }
+        let v4 = want.ip().to_canonical().is_ipv4();
         let local = self.client.sock.local_addr().ok().map(|a| a.ip().to_canonical());
         let ip = match (core.shared.cfg.outgoing, local) {
-            (Some(o), _) if o.is_ipv4() == v4 => o,
-            (_, Some(l)) if l.is_ipv4() == v4 => l,
-            _ if v4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            _ => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            (Some(o), _) if o.is_ipv4() == v4 => Some(o),
+            (_, Some(l)) if l.is_ipv4() == v4 => Some(l),
+            (_, Some(l)) => crate::host::sibling_addr(l, v4),
+            (_, None) => None,
         };
-        let listener = match outbound::listen_once(SocketAddr::new(ip, 0)) {
+        let Some(ip) = ip else {
+            debug!("#{} bind: no {} address to listen on near the client", self.id, if v4 { "IPv4" } else { "IPv6" });
+            return self.fail(proto, Reply::NetworkUnreachable, core);
+        };
+        let Some(budget) = fds::take(1) else {
+            return self.fail(proto, Reply::GeneralFailure, core);
+        };
+        let listener = match outbound::listen_once(ip, &core.shared.source) {
             Ok(mut l) => match reg.register(&mut l, token(self.key, LISTENER), Interest::READABLE) {
                 Ok(()) => l,
                 Err(_) => return self.fail(proto, Reply::GeneralFailure, core),
@@ -683,7 +750,7 @@ impl Conn {
         let bnd = listener.local_addr().unwrap_or(socks5::UNSPECIFIED);
         debug!("#{} bind listening on {}", self.id, bnd);
         self.reply(proto, Reply::Succeeded, bnd)?;
-        self.state = State::BindWaiting { proto, listener, expect };
+        self.state = State::BindWaiting { proto, listener, _budget: budget, expect };
         self.set_deadline(core.now + core.shared.cfg.bind_timeout, core);
         self.flush_ctl()
     }
@@ -711,18 +778,26 @@ impl Conn {
             return Err(Closed);
         };
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let allowed = (0..expect.len())
+        let expected = (0..expect.len())
             .filter_map(|i| expect.get(i))
             .any(|e| e.ip().is_unspecified() || e.ip().to_canonical() == peer.ip());
-        if !allowed {
+        if !expected {
             info!("#{} bind: peer {} is not the expected host; refused", self.id, peer);
             return self.fail(proto, Reply::NotAllowed, core);
         }
+        // The peer is a destination too: the same rules decide who it may be.
+        if !core.dest_allowed(peer) {
+            info!("#{} bind: peer {} denied by rules; refused", self.id, peer);
+            return self.fail(proto, Reply::NotAllowed, core);
+        }
+        let Some(budget) = fds::take(1) else {
+            return self.fail(proto, Reply::GeneralFailure, core);
+        };
         if reg.register(&mut sock, token(self.key, TARGET), Interest::READABLE | Interest::WRITABLE).is_err() {
             return self.fail(proto, Reply::GeneralFailure, core);
         }
         let _ = sock.set_nodelay(true);
-        let mut side = Side::new(sock);
+        let mut side = Side::new(sock, budget);
         side.readable = true;
         side.writable = true;
         self.target = Some(side);

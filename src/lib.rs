@@ -9,8 +9,12 @@
 pub mod acl;
 pub mod auth;
 pub mod buffer;
+pub mod clients;
 pub mod config;
 pub mod connection;
+pub mod escape;
+pub mod fds;
+pub mod host;
 pub mod loadgen;
 pub mod outbound;
 pub mod parse;

@@ -38,6 +38,20 @@ fn raise_nofile() {
     }
 }
 
+/// Every command-line error looks the same: one line, exit status 2.
+fn usage_error(msg: &str) -> ! {
+    eprintln!("socksd: {msg} (see socksd --help)");
+    exit(2);
+}
+
+/// What flags alone cannot tell (an interface that exists): checked before
+/// serving, as `--check` does.
+fn check_or_exit(cfg: &socksd::Config) {
+    if let Err(e) = config::validate(cfg) {
+        usage_error(&e);
+    }
+}
+
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let cfg = match config::parse_args(&args) {
@@ -46,25 +60,18 @@ fn main() {
             print!("{text}");
             exit(0);
         }
-        Ok(Action::Check(c)) => match config::validate(&c) {
-            Ok(()) => {
-                println!("socksd: configuration OK");
-                exit(0);
-            }
-            Err(e) => {
-                eprintln!("socksd: {e}");
-                exit(2);
-            }
-        },
+        Ok(Action::Check(c)) => {
+            check_or_exit(&c);
+            println!("socksd: configuration OK");
+            exit(0);
+        }
         Ok(Action::Version) => {
             println!("socksd {}", env!("CARGO_PKG_VERSION"));
             exit(0);
         }
-        Err(e) => {
-            eprintln!("socksd: {} (see socksd --help)", e.0);
-            exit(2);
-        }
+        Err(e) => usage_error(&e.0),
     };
+    check_or_exit(&cfg);
     init_logging(cfg.verbosity);
     raise_nofile();
     let sigs = match signals::block() {
@@ -88,10 +95,16 @@ fn main() {
             Ok(Signal::Stop) | Err(_) => break,
             Ok(Signal::Reload) => {
                 let Some(path) = &users_file else {
-                    info!("SIGHUP: no --users-file to re-read");
+                    server.forget_auth_once();
+                    info!("SIGHUP: no --users-file to re-read; --auth-once addresses forgotten");
                     continue;
                 };
-                match auth::load_users_file(path) {
+                // A file with no users, a duplicate name or a file caught
+                // mid-rewrite is an error: the old users stay.
+                match auth::load_users_file(path).and_then(|more| {
+                    auth::check_unique(&flag_users, &more)?;
+                    Ok(more)
+                }) {
                     Ok(more) => {
                         let mut users = flag_users.clone();
                         users.extend(more);

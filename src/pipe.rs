@@ -7,6 +7,7 @@
 //! holds only its two sockets, and a pipe goes back to the pool as soon as
 //! it is drained.
 
+use crate::fds::{self, Fds};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,10 +23,14 @@ pub fn live() -> usize {
 pub struct Pipe {
     rd: OwnedFd,
     wr: OwnedFd,
+    _budget: Fds,
 }
 
 impl Pipe {
+    /// Fails without a syscall when the descriptor budget has no room for
+    /// two more: the relay then copies instead.
     fn new(size: usize) -> io::Result<Pipe> {
+        let budget = fds::take(2).ok_or_else(|| io::Error::from_raw_os_error(libc::EMFILE))?;
         let mut fds = [0 as RawFd; 2];
         // SAFETY: pipe2 writes two descriptors into the array we pass.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -39,7 +44,7 @@ impl Pipe {
             unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
         }
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Ok(Pipe { rd, wr })
+        Ok(Pipe { rd, wr, _budget: budget })
     }
 }
 

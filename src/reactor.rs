@@ -3,7 +3,10 @@
 //! throughout; nothing here blocks except `poll` itself.
 
 use crate::buffer::Pool;
+use crate::clients::Kind;
 use crate::connection::{token, Conn, ROLE_BITS};
+use crate::fds;
+use crate::host::LocalCache;
 use crate::pipe::PipePool;
 use crate::resolver::Answer;
 use crate::server::Shared;
@@ -50,6 +53,16 @@ pub struct Core {
     pub scratch: Box<[u8]>,
     /// Bytes one direction may move before yielding to other connections.
     pub budget: usize,
+    /// Recent answers to "is this address the host itself?" (`self`).
+    pub local: LocalCache,
+}
+
+impl Core {
+    /// The destination rules, `--deny-dest self` included, for `addr`.
+    pub fn dest_allowed(&mut self, addr: SocketAddr) -> bool {
+        let (now, local) = (self.now, &mut self.local);
+        self.shared.cfg.acl.dest_allowed_at(addr, |a| local.is_local(a, now))
+    }
 }
 
 pub struct Reactor {
@@ -86,6 +99,7 @@ impl Reactor {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             // Per direction and round: four buffers' or pipes' worth.
             budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
+            local: LocalCache::default(),
             shared,
         };
         Ok(Reactor {
@@ -210,10 +224,12 @@ impl Reactor {
                 Err(e)
                     if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) =>
                 {
+                    // The descriptor budget keeps socksd's own use below the
+                    // limit; this is someone else's (or the system's) doing.
                     let now = Instant::now();
                     if self.emfile_logged.is_none_or(|t| now.duration_since(t) >= EMFILE_LOG_EVERY) {
                         self.emfile_logged = Some(now);
-                        warn!("accept: {e}; pausing accepts until descriptors free up (raise the open-file limit or lower --max-conns)");
+                        warn!("accept: {e}: out of descriptors; pausing accepts until some free up (raise the open-file limit or lower --max-conns)");
                     }
                     self.accept_paused = Some(now + ACCEPT_BACKOFF);
                     return;
@@ -226,12 +242,27 @@ impl Reactor {
         }
     }
 
+    /// Takes a new client in, or closes it at once: not in `--allow`,
+    /// over `--max-conns-per-ip` or `--max-conns`, or no descriptor left in
+    /// the budget (which a flood must not turn into EMFILE for everybody).
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
         let shared = &self.core.shared;
         if !shared.cfg.acl.client_allowed(peer.ip()) {
             debug!("{peer}: not in --allow, closed");
             return;
         }
+        let Ok(slot) = shared.clients.take(peer.ip(), Kind::Conn) else {
+            debug!("{peer}: over --max-conns-per-ip, closed");
+            return;
+        };
+        let Some(budget) = fds::take(1) else {
+            let now = Instant::now();
+            if self.emfile_logged.is_none_or(|t| now.duration_since(t) >= EMFILE_LOG_EVERY) {
+                self.emfile_logged = Some(now);
+                warn!("out of descriptors ({} in use): new clients are closed until some free up (raise the open-file limit or lower --max-conns)", fds::used());
+            }
+            return;
+        };
         if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
             shared.active.fetch_sub(1, Ordering::AcqRel);
             debug!("{peer}: over --max-conns, closed");
@@ -247,7 +278,7 @@ impl Reactor {
             return;
         }
         self.next_id += 1;
-        entry.insert(Conn::new(key, self.next_id, sock, peer, &mut self.core));
+        entry.insert(Conn::new(key, self.next_id, sock, budget, slot, peer, &mut self.core));
     }
 
     fn close(&mut self, key: usize) {

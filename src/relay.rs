@@ -7,14 +7,17 @@
 //! is resumed without waiting for an edge that will never come.
 
 use crate::buffer::{Buf, Pool};
+use crate::fds::Fds;
 use crate::pipe::{Pipe, PipePool};
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::Shutdown;
 
-/// A socket and what the last events said about it.
+/// A socket, its share of the descriptor budget, and what the last events
+/// said about it.
 pub struct Side {
     pub sock: TcpStream,
+    _budget: Fds,
     pub readable: bool,
     pub writable: bool,
     /// The peer's FIN (EPOLLRDHUP) or an error has been reported: an EOF or
@@ -24,8 +27,8 @@ pub struct Side {
 }
 
 impl Side {
-    pub fn new(sock: TcpStream) -> Side {
-        Side { sock, readable: false, writable: false, read_closed: false }
+    pub fn new(sock: TcpStream, budget: Fds) -> Side {
+        Side { sock, _budget: budget, readable: false, writable: false, read_closed: false }
     }
 
     /// Applies one event's readiness. Errors and hang-ups count as ready:

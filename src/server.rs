@@ -2,10 +2,12 @@
 //! pool. The binary and the tests both go through [`Server`].
 
 use crate::auth::User;
+use crate::clients::Clients;
 use crate::config::Config;
-use crate::outbound::Source;
+use crate::fds;
+use crate::outbound::{self, Source};
 use crate::reactor::{Reactor, WAKER};
-use crate::resolver::{Outlet, Resolver};
+use crate::resolver::{self, Outlet, Resolver};
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
@@ -14,17 +16,11 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::IpAddr;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-/// Resolver threads. getaddrinfo calls are short on a router's local
-/// resolver; a few threads keep one slow name from holding up the rest.
-const DNS_THREADS: usize = 4;
 const BACKLOG: i32 = 1024;
-/// Descriptors kept out of the default --max-conns for listeners, the
-/// poll instances, resolver sockets and logging.
-const FD_RESERVE: usize = 64;
 
 /// State every reactor thread shares. Read-mostly; the only writes are the
 /// connection count and a users reload.
@@ -39,7 +35,10 @@ pub struct Shared {
     /// Where the next `--udp-ports` search starts, so ports rotate.
     pub udp_cursor: AtomicUsize,
     /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
-    pub udp_dropped: AtomicU64,
+    /// (A count, not bytes: a word wide on every target, 32-bit included.)
+    pub udp_dropped: AtomicUsize,
+    /// What each client holds (`--max-conns-per-ip`, `--udp-ports-per-ip`).
+    pub clients: Arc<Clients>,
     /// `--auth-once`: client IPs that authenticated, oldest first.
     authed: Mutex<VecDeque<IpAddr>>,
 }
@@ -74,34 +73,127 @@ pub struct Server {
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
     threads: Vec<JoinHandle<()>>,
-    dns_threads: Vec<JoinHandle<()>>,
+    /// "socksd serves this address", held while the server runs.
+    _claims: Vec<Claim>,
 }
 
-fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+fn bind_listener(addr: SocketAddr, keepalive: Option<std::time::Duration>) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     // Each reactor binds its own socket; the kernel spreads connections.
+    // Another process may join only if it deliberately does the same (see
+    // `Claim` and --reuse-port).
     sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         // [::]:1080 and 0.0.0.0:1080 can then be listened on side by side.
         sock.set_only_v6(true)?;
     }
-    // Accepted sockets inherit TCP_NODELAY from the listener on Linux:
-    // one setsockopt here instead of one per client.
+    // Accepted sockets inherit TCP_NODELAY and keepalive from the listener
+    // on Linux: a few setsockopts here instead of per client.
     sock.set_tcp_nodelay(true)?;
+    if let Some(idle) = keepalive {
+        outbound::set_keepalive(&sock, idle)?;
+    }
     sock.set_nonblocking(true)?;
     sock.bind(&SockAddr::from(addr))?;
     sock.listen(BACKLOG)?;
     Ok(TcpListener::from_std(sock.into()))
 }
 
-/// Two descriptors per relayed connection, less a reserve.
-pub fn default_max_conns() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct we pass, which lives on our stack.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    let nofile = if ok { lim.rlim_cur as usize } else { 1024 };
-    (nofile.saturating_sub(FD_RESERVE) / 2).max(1)
+/// Fails if a socket that does not share ports (no SO_REUSEPORT) could
+/// not bind `addr` now: some process already serves it.
+fn probe_free(addr: SocketAddr) -> io::Result<()> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // Ignore connections of an earlier run lingering in TIME_WAIT.
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&SockAddr::from(addr))
+}
+
+/// A process-wide claim on a listen address: on Linux an abstract Unix
+/// socket named after it, which the kernel releases when the process ends
+/// however it ends (no file to clean up). SO_REUSEPORT would let a second
+/// socksd on the same address share its port silently; the claim makes
+/// that an error unless every instance opts in with --reuse-port.
+struct Claim {
+    #[cfg(target_os = "linux")]
+    _sock: std::os::unix::net::UnixDatagram,
+}
+
+impl Claim {
+    #[cfg(target_os = "linux")]
+    fn take(addr: SocketAddr) -> io::Result<Claim> {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("socksd/{addr}");
+        let ua = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        Ok(Claim { _sock: std::os::unix::net::UnixDatagram::bind_addr(&ua)? })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn take(_addr: SocketAddr) -> io::Result<Claim> {
+        Ok(Claim {})
+    }
+}
+
+fn in_use(addr: SocketAddr, why: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::AddrInUse, format!("listen on {addr}: address in use ({why})"))
+}
+
+/// Binds one listener per thread on `want`, refusing an address another
+/// process serves. Returns the listeners, the bound address (port 0
+/// resolved) and the claim to hold, if any.
+fn listen_on(
+    want: SocketAddr,
+    threads: usize,
+    cfg: &Config,
+) -> io::Result<(Vec<TcpListener>, SocketAddr, Option<Claim>)> {
+    let mut claim = None;
+    if want.port() != 0 {
+        if cfg.reuse_port {
+            // Joining is fine only if whoever serves it opted in too.
+            Claim::take(want).map_err(|_| in_use(want, "a socksd without --reuse-port serves it"))?;
+        } else {
+            claim = Some(Claim::take(want).map_err(|_| in_use(want, "another socksd serves it"))?);
+            probe_free(want).map_err(|e| {
+                in_use(want, &format!("{e}; --reuse-port shares a port between socksd processes that all opt in"))
+            })?;
+        }
+    }
+    let bind = |a| bind_listener(a, cfg.keepalive).map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")));
+    let first = bind(want)?;
+    // With port 0 the kernel picks a port; the other threads join it.
+    let addr = first.local_addr()?;
+    if want.port() == 0 && !cfg.reuse_port {
+        claim = Some(Claim::take(addr).map_err(|_| in_use(addr, "another socksd serves it"))?);
+    }
+    let mut ls = vec![first];
+    for _ in 1..threads {
+        ls.push(bind(addr)?);
+    }
+    if cfg.reuse_port && Claim::take(addr).is_err() {
+        // An exclusive instance started meanwhile; it keeps the address.
+        return Err(in_use(addr, "a socksd without --reuse-port serves it"));
+    }
+    Ok((ls, addr, claim))
+}
+
+/// Descriptors socksd may spend on clients: the open-file limit less a
+/// reserve for what every server holds anyway (standard streams, per
+/// thread a poll instance, its waker and listeners, the resolver threads'
+/// lookups).
+pub fn descriptor_budget(nofile: usize, threads: usize, listens: usize) -> usize {
+    let reserve = 8 + threads * (3 + listens) + 2 * resolver::MAX_WORKERS;
+    nofile.saturating_sub(reserve).max(nofile / 2)
+}
+
+/// The default `--max-conns`: the budget over the most a connection can
+/// hold that is not optional (a UDP association: the control connection,
+/// the relay socket and an out socket per family). Splice pipes are
+/// optional: without room for one, a relay copies instead.
+pub fn default_max_conns(budget: usize) -> usize {
+    (budget / 4).max(1)
 }
 
 impl Server {
@@ -113,15 +205,14 @@ impl Server {
         let threads = cfg.threads;
         let mut listeners: Vec<Vec<TcpListener>> = (0..threads).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(cfg.listen.len());
+        let mut claims = Vec::new();
         for &want in &cfg.listen {
-            let first = bind_listener(want).map_err(|e| io::Error::new(e.kind(), format!("listen on {want}: {e}")))?;
-            // With port 0 the kernel picks a port; the other threads join it.
-            let addr = first.local_addr()?;
-            listeners[0].push(first);
-            for l in listeners.iter_mut().skip(1) {
-                l.push(bind_listener(addr)?);
+            let (ls, addr, claim) = listen_on(want, threads, &cfg)?;
+            for (l, per_thread) in ls.into_iter().zip(listeners.iter_mut()) {
+                per_thread.push(l);
             }
             addrs.push(addr);
+            claims.extend(claim);
         }
 
         let mut polls = Vec::with_capacity(threads);
@@ -137,11 +228,19 @@ impl Server {
             wakers.push(waker);
             polls.push(poll);
         }
-        let (resolver, dns_threads) = Resolver::start(DNS_THREADS, outlets)?;
+        let resolver = Resolver::start(outlets)?;
 
-        let max_conns = cfg.max_conns.unwrap_or_else(default_max_conns);
+        let budget = descriptor_budget(fds::nofile(), threads, cfg.listen.len());
+        fds::set_limit(budget);
+        let max_conns = cfg.max_conns.unwrap_or_else(|| default_max_conns(budget));
+        let per_ip = cfg.max_conns_per_ip.unwrap_or((max_conns / 2).max(1));
+        let udp_per_ip = match (cfg.udp_ports_per_ip, cfg.udp_ports) {
+            (Some(n), _) => n,
+            (None, Some((lo, hi))) => (usize::from(hi - lo) + 1).div_ceil(4),
+            (None, None) => 0,
+        };
         let users = Arc::new(cfg.users.iter().chain(&cfg.file_users).cloned().collect::<Vec<_>>());
-        let source = Source { addr: cfg.outgoing, iface: cfg.outgoing_iface.clone() };
+        let source = Source { addr: cfg.outgoing, iface: cfg.outgoing_iface.clone(), keepalive: cfg.keepalive };
         let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
         let shared = Arc::new(Shared {
             cfg,
@@ -152,11 +251,12 @@ impl Server {
             stop: AtomicBool::new(false),
             resolver,
             udp_cursor: AtomicUsize::new(0),
-            udp_dropped: AtomicU64::new(0),
+            udp_dropped: AtomicUsize::new(0),
+            clients: Clients::new(per_ip, udp_per_ip),
             authed: Mutex::new(VecDeque::new()),
         });
 
-        let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), dns_threads };
+        let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), _claims: claims };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
             let reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
             let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
@@ -181,9 +281,16 @@ impl Server {
         self.shared.active.load(Ordering::Acquire)
     }
 
-    /// UDP datagrams dropped so far (wrong source, fragments, bad headers).
-    pub fn udp_dropped(&self) -> u64 {
+    /// UDP datagrams dropped so far (wrong source, fragments, bad headers,
+    /// denied or unknown reply sources).
+    pub fn udp_dropped(&self) -> usize {
         self.shared.udp_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Name lookups waiting for a resolver thread (running ones aside).
+    #[doc(hidden)]
+    pub fn resolver_queued(&self) -> usize {
+        self.shared.resolver.queued()
     }
 
     pub fn max_conns(&self) -> usize {
@@ -195,6 +302,11 @@ impl Server {
     pub fn set_users(&self, users: Vec<User>) {
         *self.shared.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
         // Who may skip the password is earned against the old users.
+        self.forget_auth_once();
+    }
+
+    /// Forgets the `--auth-once` addresses (SIGHUP does, users file or not).
+    pub fn forget_auth_once(&self) {
         self.shared.authed.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -211,10 +323,9 @@ impl Server {
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
+        // Resolver threads are not joined: one may be stuck in getaddrinfo
+        // for the resolver's whole timeout.
         self.shared.resolver.stop();
-        for h in self.dns_threads.drain(..) {
-            let _ = h.join();
-        }
     }
 }
 

@@ -11,8 +11,16 @@
 //! Datagrams pass through the reactor's scratch buffer: relaying one
 //! allocates nothing. Only the first datagram to a name not yet resolved
 //! is copied, and parked until the resolver answers.
+//!
+//! Replies: by default only from addresses the client has sent to (the
+//! last [`SENT_MEMORY`] of them), like an address-restricted NAT, so that
+//! nobody who merely learns the relay port can inject datagrams; with
+//! `--udp-full-cone`, from anybody. Either way a reply from an address the
+//! destination rules deny is dropped.
 
+use crate::clients::{Kind, Slot};
 use crate::connection::token;
+use crate::fds::{self, Fds};
 use crate::parse::Addr;
 use crate::reactor::Core;
 use crate::resolver::Job;
@@ -35,6 +43,8 @@ pub const HEADROOM: usize = 22;
 const BUDGET: usize = 64;
 /// Names an association remembers.
 const NAME_CACHE: usize = 4;
+/// Destination addresses an association remembers for admitting replies.
+pub const SENT_MEMORY: usize = 16;
 
 /// A datagram waiting for its destination name to resolve.
 struct Parked {
@@ -43,10 +53,12 @@ struct Parked {
     data: Box<[u8]>,
 }
 
-/// A UDP socket and whether the last event said it is readable.
+/// A UDP socket, its share of the descriptor budget, and whether the last
+/// event said it is readable.
 struct Udp {
     sock: UdpSocket,
     readable: bool,
+    _budget: Fds,
 }
 
 pub struct Assoc {
@@ -59,6 +71,15 @@ pub struct Assoc {
     names: [Option<(Box<str>, IpAddr)>; NAME_CACHE],
     next_name: usize,
     parked: Option<Parked>,
+    /// Where the client has sent to, newest replacing oldest.
+    sent: [Option<IpAddr>; SENT_MEMORY],
+    next_sent: usize,
+    /// This client's share of `--udp-ports`, when that is limited.
+    _port_slot: Option<Slot>,
+}
+
+fn no_budget() -> io::Error {
+    io::Error::other("out of descriptors (the budget below the open-file limit is spent)")
 }
 
 fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
@@ -100,11 +121,21 @@ impl Assoc {
     /// peer; `expect`: the request's DST, used for the source port only when
     /// it names the client's own IP (clients often send the target, or
     /// 0.0.0.0:0, or a NAT-private address there).
+    ///
+    /// A client holds at most `--udp-ports-per-ip` ports of a
+    /// `--udp-ports` range, so one client cannot take them all.
     pub fn open(local_ip: IpAddr, client_ip: IpAddr, expect: Option<SocketAddr>, shared: &Shared) -> io::Result<Assoc> {
+        let port_slot = match shared.cfg.udp_ports {
+            Some(_) => shared.clients.take(client_ip, Kind::UdpPort).map_err(|_| {
+                io::Error::new(ErrorKind::AddrInUse, "this client holds its share of --udp-ports (--udp-ports-per-ip)")
+            })?,
+            None => None,
+        };
+        let budget = fds::take(1).ok_or_else(no_budget)?;
         let relay = bind_relay(local_ip, shared)?;
         let client_port = expect.map(canonical).filter(|e| e.ip() == client_ip && e.port() != 0).map(|e| e.port());
         Ok(Assoc {
-            relay: Udp { sock: relay, readable: false },
+            relay: Udp { sock: relay, readable: false, _budget: budget },
             out4: None,
             out6: None,
             client_ip,
@@ -112,7 +143,15 @@ impl Assoc {
             names: Default::default(),
             next_name: 0,
             parked: None,
+            sent: [None; SENT_MEMORY],
+            next_sent: 0,
+            _port_slot: port_slot,
         })
+    }
+
+    /// A lookup is waiting for the resolver (to be cancelled on close).
+    pub fn resolving(&self) -> bool {
+        self.parked.is_some()
     }
 
     pub fn relay_addr(&self) -> io::Result<SocketAddr> {
@@ -162,6 +201,13 @@ impl Assoc {
         (moved, more)
     }
 
+    fn remember_sent(&mut self, ip: IpAddr) {
+        if !self.sent.contains(&Some(ip)) {
+            self.sent[self.next_sent] = Some(ip);
+            self.next_sent = (self.next_sent + 1) % SENT_MEMORY;
+        }
+    }
+
     fn dropped(core: &Core) -> bool {
         core.shared.udp_dropped.fetch_add(1, Ordering::Relaxed);
         false
@@ -174,36 +220,40 @@ impl Assoc {
         from: SocketAddr,
         key: usize,
         id: u64,
-        core: &Core,
+        core: &mut Core,
         reg: &Registry,
     ) -> bool {
         if from.ip() != self.client_ip || self.client_port.is_some_and(|p| p != from.port()) {
             return Self::dropped(core);
         }
-        let dgram = &core.scratch[..len];
-        let Some((hdr, off)) = socks5::parse_udp_header(dgram) else {
-            return Self::dropped(core);
-        };
-        // No reassembly: RFC 1928 §7 lets such a server drop fragments.
-        if hdr.frag != 0 {
-            return Self::dropped(core);
-        }
-        self.client_port = Some(from.port());
-        let data = &dgram[off..];
-        let to = match hdr.dst {
-            Addr::Ip(sa) => sa,
-            Addr::Domain(name, port) => {
-                let Ok(name) = std::str::from_utf8(name) else { return Self::dropped(core) };
-                if let Ok(ip) = name.parse::<IpAddr>() {
-                    SocketAddr::new(ip, port)
-                } else if let Some(ip) = self.cached(name) {
-                    SocketAddr::new(ip, port)
-                } else {
-                    return self.park(name, port, data, key, id, core);
+        let (to, off) = {
+            let dgram = &core.scratch[..len];
+            let Some((hdr, off)) = socks5::parse_udp_header(dgram) else {
+                return Self::dropped(core);
+            };
+            // No reassembly: RFC 1928 §7 lets such a server drop fragments.
+            if hdr.frag != 0 {
+                return Self::dropped(core);
+            }
+            self.client_port = Some(from.port());
+            match hdr.dst {
+                Addr::Ip(sa) => (sa, off),
+                Addr::Domain(name, port) => {
+                    let Ok(name) = std::str::from_utf8(name) else { return Self::dropped(core) };
+                    if let Ok(ip) = name.parse::<IpAddr>() {
+                        (SocketAddr::new(ip, port), off)
+                    } else if let Some(ip) = self.cached(name) {
+                        (SocketAddr::new(ip, port), off)
+                    } else {
+                        return self.park(name, port, &dgram[off..], key, id, core);
+                    }
                 }
             }
         };
-        self.send_out(to, data, key, core, reg)
+        if !core.dest_allowed(to) {
+            return Self::dropped(core);
+        }
+        self.send_out(to, &core.scratch[off..len], key, core, reg)
     }
 
     fn cached(&self, name: &str) -> Option<IpAddr> {
@@ -215,8 +265,9 @@ impl Assoc {
         if self.parked.is_some() {
             return Self::dropped(core);
         }
-        let job = Job { name: name.into(), port, reactor: core.index, key, id };
-        if core.shared.resolver.submit(job).is_err() {
+        let client = crate::clients::client_key(self.client_ip);
+        let job = Job { name: name.into(), port, reactor: core.index, key, id, client };
+        if core.shared.resolver.submit(job, core.now).is_err() {
             return Self::dropped(core);
         }
         self.parked = Some(Parked { name: name.into(), port, data: data.into() });
@@ -227,7 +278,7 @@ impl Assoc {
         &mut self,
         result: Result<Vec<SocketAddr>, crate::reply::Reply>,
         key: usize,
-        core: &Core,
+        core: &mut Core,
         reg: &Registry,
     ) {
         let Some(p) = self.parked.take() else { return };
@@ -235,7 +286,12 @@ impl Assoc {
             Some(addr) => {
                 self.names[self.next_name] = Some((p.name, addr.ip()));
                 self.next_name = (self.next_name + 1) % NAME_CACHE;
-                self.send_out(SocketAddr::new(addr.ip(), p.port), &p.data, key, core, reg);
+                let to = SocketAddr::new(addr.ip(), p.port);
+                if core.dest_allowed(to) {
+                    self.send_out(to, &p.data, key, core, reg);
+                } else {
+                    Self::dropped(core);
+                }
             }
             None => {
                 Self::dropped(core);
@@ -243,29 +299,37 @@ impl Assoc {
         }
     }
 
-    /// The out socket for `to`'s family, opened on first use from the
-    /// `--outgoing` address when it has that family.
+    /// The out socket for `to`'s family, opened on first use through
+    /// `--outgoing-iface` and from `--outgoing` (a source of the other
+    /// family cannot reach `to`: the datagram is dropped).
     fn out_socket(&mut self, to: SocketAddr, key: usize, core: &Core, reg: &Registry) -> io::Result<&UdpSocket> {
         let (slot, role) = if to.is_ipv4() { (&mut self.out4, ROLE_OUT4) } else { (&mut self.out6, ROLE_OUT6) };
         if slot.is_none() {
-            let ip = match core.shared.cfg.outgoing {
-                Some(ip) if ip.is_ipv4() == to.is_ipv4() => ip,
-                _ if to.is_ipv4() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            };
-            let mut sock = udp_socket(SocketAddr::new(ip, 0))?;
+            let budget = fds::take(1).ok_or_else(no_budget)?;
+            let any = if to.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+            let sock = Socket::new(Domain::for_address(to), Type::DGRAM.nonblocking(), Some(Protocol::UDP))?;
+            if to.is_ipv6() {
+                sock.set_only_v6(true)?;
+            }
+            let src = &core.shared.source;
+            src.apply(&sock, to.is_ipv4(), 0)?;
+            if src.addr.is_none() {
+                sock.bind(&SockAddr::from(SocketAddr::new(any, 0)))?;
+            }
+            let mut sock = UdpSocket::from_std(sock.into());
             reg.register(&mut sock, token(key, role), Interest::READABLE)?;
-            *slot = Some(Udp { sock, readable: false });
+            *slot = Some(Udp { sock, readable: false, _budget: budget });
         }
         Ok(&slot.as_ref().expect("just opened").sock)
     }
 
+    /// Sends to a destination the rules have already admitted.
     fn send_out(&mut self, to: SocketAddr, data: &[u8], key: usize, core: &Core, reg: &Registry) -> bool {
-        if !core.shared.cfg.acl.dest_allowed(to.ip()) {
-            return Self::dropped(core);
-        }
         match self.out_socket(to, key, core, reg).and_then(|s| s.send_to(data, to)) {
-            Ok(_) => true,
+            Ok(_) => {
+                self.remember_sent(to.ip().to_canonical());
+                true
+            }
             // UDP is lossy: a full socket buffer drops, as a router would.
             Err(_) => Self::dropped(core),
         }
@@ -294,11 +358,12 @@ impl Assoc {
                 }
                 Err(_) => continue,
             };
-            let Some(port) = self.client_port else {
+            let src = canonical(src);
+            let admitted = core.shared.cfg.udp_full_cone || self.sent.contains(&Some(src.ip()));
+            let Some(port) = self.client_port.filter(|_| admitted && core.dest_allowed(src)) else {
                 Self::dropped(core);
                 continue;
             };
-            let src = canonical(src);
             let hlen = if src.is_ipv4() { 10 } else { 22 };
             let start = HEADROOM - hlen;
             socks5::encode_udp_header(src, &mut core.scratch[start..HEADROOM]);

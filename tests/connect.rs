@@ -459,6 +459,8 @@ fn not_socks_is_closed() {
 fn max_conns_closes_new_clients_only() {
     let mut cfg = config();
     cfg.max_conns = Some(2);
+    // All clients share 127.0.0.1: no per-client cap (default: half).
+    cfg.max_conns_per_ip = Some(0);
     let (srv, proxy) = start(cfg);
     let echo = echo_server("127.0.0.1:0");
     let (mut a, rep_a, _) = s5_connect(proxy, &addr_bytes(echo));

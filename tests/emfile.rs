@@ -1,7 +1,8 @@
-//! Out of descriptors: with a low RLIMIT_NOFILE, accept fails with EMFILE.
-//! An edge-triggered accept loop can spin on the still-readable listener;
-//! socksd must back off instead, say so once, and serve again as soon as
-//! descriptors are free.
+//! Out of descriptors: with a low RLIMIT_NOFILE, a flood of clients spends
+//! the descriptor budget (or, were the budget wrong, accept fails with
+//! EMFILE, and an edge-triggered accept loop could spin on the
+//! still-readable listener). socksd must not spin, must say so once, and
+//! must serve again as soon as descriptors are free.
 
 mod common;
 
@@ -55,7 +56,7 @@ fn emfile_backs_off_logs_once_and_recovers() {
 
     // More idle clients than the server has descriptors.
     let flood: Vec<TcpStream> = (0..80).map(|_| TcpStream::connect(proxy).unwrap()).collect();
-    wait_for("pausing accepts", &mut log);
+    wait_for("out of descriptors", &mut log);
 
     let tick = 1.0 / 100.0; // USER_HZ
     let t0 = cpu_ticks(child.0.id());
@@ -88,7 +89,7 @@ fn emfile_backs_off_logs_once_and_recovers() {
     while let Ok(l) = rx.try_recv() {
         log.push(l);
     }
-    let warnings = log.iter().filter(|l| l.contains("pausing accepts")).count();
+    let warnings = log.iter().filter(|l| l.contains("out of descriptors")).count();
     assert_eq!(warnings, 1, "logged once: {log:?}");
     // SAFETY: kill has no memory effects; the pid is our own child's.
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };

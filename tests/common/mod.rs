@@ -292,3 +292,44 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Runs the named test again inside private network and mount namespaces
+/// (`unshare -n -m`), where it may add addresses, routes and a resolver
+/// of its own without touching the host. Returns true in that copy (after
+/// bringing loopback up); outside, returns false once the copy passed, or
+/// at once, with a message, where namespaces cannot be had (not root, no
+/// `unshare`).
+pub fn sandboxed(test: &str) -> bool {
+    if std::env::var_os("SOCKSD_IN_SANDBOX").is_some() {
+        sh("ip link set lo up");
+        return true;
+    }
+    let probe = std::process::Command::new("unshare").args(["-n", "-m", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIP {test}: needs `unshare -n -m` (root and util-linux)");
+        return false;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = std::process::Command::new("unshare")
+        .args(["-n", "-m", "--"])
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SOCKSD_IN_SANDBOX", "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{test} failed inside its namespaces");
+    false
+}
+
+/// Runs a shell command, failing the test if it fails.
+pub fn sh(cmd: &str) {
+    let st = std::process::Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+/// A TCP service on `bind` that greets each client with `banner`.
+pub fn banner_server(bind: &str, banner: &'static [u8]) -> SocketAddr {
+    target(bind, move |mut s| {
+        let _ = s.write_all(banner);
+    })
+}
