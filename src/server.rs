@@ -262,6 +262,10 @@ impl Server {
             let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
+        info!(
+            "up to {max_conns} connections ({per_ip} per client), {budget} descriptors, {} resolver threads at most",
+            resolver::MAX_WORKERS
+        );
         for a in &server.addrs {
             info!("listening on {a}");
         }

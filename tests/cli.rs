@@ -97,6 +97,25 @@ impl Proc {
         }
     }
 
+    /// Every log line up to and including the first containing `needle`.
+    fn lines_until(&self, needle: &str) -> Vec<String> {
+        let end = Instant::now() + common::IO_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let done = l.contains(needle);
+                    seen.push(l);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no log line with {needle:?} in {seen:?}: {e}"),
+            }
+        }
+    }
+
     fn listening(&self) -> SocketAddr {
         let l = self.wait_for("listening on ");
         l.rsplit(' ').next().unwrap().parse().unwrap()
@@ -196,4 +215,161 @@ fn passwords_never_logged() {
     let log: Vec<String> = p.lines.iter().collect();
     assert!(log.iter().any(|l| l.contains("authentication failed")), "{log:?}");
     assert!(log.iter().all(|l| !l.contains("Sekr1tPass") && !l.contains("WrongPass99")), "{log:?}");
+}
+
+/// A users file with no users, or a name twice, is an error: at start, for
+/// --check, and on SIGHUP (where the old users stay). A file caught empty
+/// mid-rewrite must not turn authentication off.
+#[test]
+fn users_file_with_no_users_or_duplicates_is_refused() {
+    let path = std::env::temp_dir().join(format!("socksd-cli-empty-{}", std::process::id()));
+    let p = path.to_str().unwrap();
+    for (text, extra) in [
+        ("", &[][..]),
+        ("# only comments\n\n", &[]),
+        ("dup:old\ndup:new\n", &[]),
+        ("alice:one\n", &["--user", "alice:two"]),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        for check in [false, true] {
+            let mut args = vec!["--listen", "127.0.0.1:0", "--users-file", p];
+            args.extend_from_slice(extra);
+            if check {
+                args.push("--check");
+            }
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(2), "{text:?} {extra:?} check={check}");
+        }
+    }
+    std::fs::write(&path, "alice:one\n").unwrap();
+    let proc = Proc::spawn(&["--listen", "127.0.0.1:0", "--users-file", p]);
+    let proxy = proc.listening();
+    for text in ["", "# all users removed by mistake\n", "dup:a\ndup:b\n"] {
+        std::fs::write(&path, text).unwrap();
+        proc.signal(libc::SIGHUP);
+        proc.wait_for("keeping the current users");
+        // Authentication is still required, and the old user still works.
+        let mut s = common::connect(proxy);
+        s.write_all(&[5, 1, 0]).unwrap();
+        let mut m = [0u8; 2];
+        std::io::Read::read_exact(&mut s, &mut m).unwrap();
+        assert_eq!(m, [5, 0xFF], "after {text:?}: no-auth refused");
+        assert_eq!(common::s5_login(proxy, "alice", "one").1, 0);
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// SIGHUP forgets --auth-once addresses whether or not there is a users
+/// file, as the man page says.
+#[test]
+fn sighup_forgets_auth_once_without_users_file() {
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "-u", "alice:pw", "--auth-once"]);
+    let proxy = p.listening();
+    let no_auth = || {
+        let mut s = common::connect(proxy);
+        s.write_all(&[5, 1, 0]).unwrap();
+        let mut m = [0u8; 2];
+        std::io::Read::read_exact(&mut s, &mut m).unwrap();
+        m[1]
+    };
+    assert_eq!(common::s5_login(proxy, "alice", "pw").1, 0);
+    assert_eq!(no_auth(), 0, "known address may skip the password");
+    p.signal(libc::SIGHUP);
+    p.wait_for("forgotten");
+    assert_eq!(no_auth(), 0xFF, "forgotten on SIGHUP");
+}
+
+/// A port another process serves is refused (exit 1), unless every
+/// instance opted in with --reuse-port; a duplicate --listen is a flag
+/// error.
+#[test]
+fn second_instance_on_the_same_address_fails() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let addr = free();
+    let first = Proc::spawn(&["--listen", &addr]);
+    first.listening();
+    let out = run(&["--listen", &addr, "--user", "alice:secret"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("address in use") && err.contains(&addr), "{err}");
+    let out = run(&["--listen", &addr, "--reuse-port"]);
+    assert_eq!(out.status.code(), Some(1), "opting in alone does not join an instance that did not");
+
+    let addr = free();
+    let first = Proc::spawn(&["--listen", &addr, "--reuse-port"]);
+    first.listening();
+    let out = run(&["--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1), "an exclusive instance cannot join shared ones");
+    let second = Proc::spawn(&["--listen", &addr, "--reuse-port"]);
+    assert_eq!(second.listening().to_string(), addr, "both opted in: they share the port");
+
+    let out = run(&["-l", "127.0.0.1:0", "-l", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("given twice"));
+}
+
+/// CR/LF and escape sequences in a requested name or a user name cannot
+/// forge log lines or reach the reader's terminal.
+#[test]
+fn client_controlled_user_names_are_escaped_in_the_log() {
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "-vv", "--user", "alice:pw"]);
+    let proxy = p.listening();
+    assert_ne!(common::s5_login(proxy, "x\nsocksd: warn: forged", "pw").1, 0);
+    let log = p.lines_until("authentication failed");
+    assert!(log.iter().all(|l| !l.starts_with("socksd: warn: forged")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("x\\x0asocksd: warn: forged")), "{log:?}");
+}
+
+#[test]
+fn escaped_requested_name_in_debug_log() {
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "-vv", "--connect-timeout", "1"]);
+    let proxy = p.listening();
+    let evil = "evil.example\r\nsocksd: info: forged line\x1b[2J";
+    let (_s, rep, _) = common::s5_connect(proxy, &common::domain_bytes(evil, 80));
+    assert_ne!(rep, 0);
+    let log = p.lines_until("refused");
+    assert!(log.iter().all(|l| !l.starts_with("socksd: info: forged") && !l.contains('\x1b')), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("evil.example\\x0d\\x0asocksd: info: forged line\\x1b[2J")), "{log:?}");
+}
+
+/// Every flag error: one line, "socksd: ", socksd's own words, and the
+/// pointer to --help; a value that is really a flag is called out.
+#[test]
+fn flag_errors_share_one_style() {
+    for (args, says) in [
+        (&["--bogus"][..], "unknown option '--bogus'"),
+        (&["-Z"], "unknown option '-Z'"),
+        (&["--listen"], "--listen needs a value"),
+        (&["--listen", "--check"], "--listen needs a value, not the flag '--check'"),
+        (&["-l", "-v"], "--listen needs a value, not the flag '-v'"),
+        (&["--threads", "1", "--threads", "2"], "--threads given more than once"),
+        (&["--check", "--outgoing-iface", "nosuchif0"], "no interface named 'nosuchif0'"),
+        (&["--outgoing-iface", "nosuchif0"], "no interface named 'nosuchif0'"),
+        (&["--allow-dest", "self"], "only meaningful with --deny-dest"),
+        (&["--keepalive", "0.5"], "--keepalive"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        let line = err.trim_end();
+        assert!(line.starts_with("socksd: ") && line.ends_with(" (see socksd --help)"), "{args:?}: {err}");
+        assert!(line.contains(says), "{args:?}: {err}");
+    }
+    let help = String::from_utf8(run(&["--help"]).stdout).unwrap();
+    assert!(help.contains("1024 to 1048576"), "--buffer-size range in --help");
+}
+
+#[test]
+fn bench_tool_has_a_version_and_plain_numbers() {
+    let bench = env!("CARGO_BIN_EXE_socksd-bench");
+    let out = Command::new(bench).arg("-V").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("socksd-bench "));
+    let out = Command::new(bench)
+        .args(["--mode", "idle", "--conns", "10", "--pid", &std::process::id().to_string()])
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.contains("rss_before_kib=") && !line.contains("Some("), "{line}");
 }

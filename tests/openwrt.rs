@@ -75,7 +75,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \toption auth_once '1'\n\
              \tlist allow '192.168.1.0/24'\n\
              \tlist deny_dest '127.0.0.0/8'\n\
-             \tlist deny_dest '::1'\n\
+             \tlist deny_dest 'self'\n\
              \tlist allow_dest '0.0.0.0/0'\n\
              \toption no_socks4 'yes'\n\
              \toption no_bind '0'\n\
@@ -83,12 +83,16 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \toption outgoing '127.0.0.1'\n\
              \toption outgoing_iface 'lo'\n\
              \toption max_conns '512'\n\
+             \toption max_conns_per_ip '32'\n\
              \toption handshake_timeout '5'\n\
              \toption connect_timeout '7.5'\n\
              \toption idle_timeout '600'\n\
              \toption bind_timeout '30'\n\
+             \toption keepalive '45'\n\
              \toption udp_advertise '203.0.113.7'\n\
              \toption udp_ports '40000-40099'\n\
+             \toption udp_ports_per_ip '10'\n\
+             \toption udp_full_cone '1'\n\
              \toption buffer_size '32768'\n\
              \toption splice '0'\n\
              \toption verbosity '2'\n\
@@ -123,7 +127,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "--deny-dest",
         "127.0.0.0/8",
         "--deny-dest",
-        "::1",
+        "self",
         "--threads",
         "2",
         "--users-file",
@@ -134,6 +138,8 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "lo",
         "--max-conns",
         "512",
+        "--max-conns-per-ip",
+        "32",
         "--handshake-timeout",
         "5",
         "--connect-timeout",
@@ -142,14 +148,19 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "600",
         "--bind-timeout",
         "30",
+        "--keepalive",
+        "45",
         "--udp-advertise",
         "203.0.113.7",
         "--udp-ports",
         "40000-40099",
+        "--udp-ports-per-ip",
+        "10",
         "--buffer-size",
         "32768",
         "--auth-once",
         "--no-socks4",
+        "--udp-full-cone",
         "--no-splice",
         "-v",
         "-v",
@@ -176,7 +187,7 @@ fn shipped_config_is_accepted_once_enabled() {
     std::fs::write(&config, text).unwrap();
     let got = instances(&config, &dir.join("out"));
     assert_eq!(got.len(), 1);
-    assert!(got[0].1.windows(2).any(|w| w == ["--deny-dest", "127.0.0.0/8"]));
+    assert!(got[0].1.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
     check(&got[0].1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

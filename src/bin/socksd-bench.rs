@@ -27,6 +27,11 @@ fn num<T: std::str::FromStr>(m: &getopts::Matches, flag: &str, default: T) -> T 
     }
 }
 
+/// A KiB figure for the key=value line: the number, or "unknown".
+fn kib(v: Option<u64>) -> String {
+    v.map_or_else(|| "unknown".into(), |k| k.to_string())
+}
+
 fn main() {
     let mut o = Options::new();
     o.optopt("p", "proxy", "SOCKS5 proxy to measure; without it, the direct path", "HOST:PORT");
@@ -40,10 +45,15 @@ fn main() {
     o.optopt("", "conns", "idle: connections to hold (default 10000)", "N");
     o.optopt("", "pid", "idle, bulk: the proxy's pid, to report its RSS and CPU", "PID");
     o.optflag("h", "help", "print this help");
+    o.optflag("V", "version", "print the version and exit");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let m = o.parse(&args).unwrap_or_else(|e| fail(e.to_string()));
     if m.opt_present("h") {
         print!("{}", usage(&o));
+        return;
+    }
+    if m.opt_present("V") {
+        println!("socksd-bench {}", env!("CARGO_PKG_VERSION"));
         return;
     }
     let mut route = Route::direct();
@@ -125,7 +135,11 @@ fn main() {
                 };
                 drop(set);
                 (
-                    format!("mode=idle proxy={proxy} conns={n} rss_before_kib={before:?} rss_after_kib={after:?} bytes_per_conn={per}"),
+                    format!(
+                        "mode=idle proxy={proxy} conns={n} rss_before_kib={} rss_after_kib={} bytes_per_conn={per}",
+                        kib(before),
+                        kib(after)
+                    ),
                     format!("{n} idle relayed connections: {per} bytes of proxy RSS each"),
                 )
             })
