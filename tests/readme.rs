@@ -34,19 +34,14 @@ fn readme_run_command_serves_as_written() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let pgid = child.id() as libc::pid_t;
+    let _group = Group(child.id() as libc::pid_t);
     let mut guard = common::ChildGuard(child);
     let stderr = guard.0.stderr.take().unwrap();
-    let stop = || {
-        // SAFETY: kill has no memory effects; the group is the one we made.
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-    };
     let mut lines = BufReader::new(stderr).lines();
     let end = Instant::now() + std::time::Duration::from_secs(300);
     let mut seen = Vec::new();
     let proxy = loop {
         let Some(Ok(l)) = lines.next() else {
-            stop();
             panic!("`{cmd}` ended before listening: {seen:?}");
         };
         if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
@@ -57,7 +52,17 @@ fn readme_run_command_serves_as_written() {
     };
     let echo = common::echo_server("127.0.0.1:0");
     let (mut s, rep, _) = common::s5_connect(proxy, &common::addr_bytes(echo));
-    stop();
     assert_eq!(rep, 0);
     common::echo_check(&mut s, b"README");
+}
+
+/// The process group `cargo run` and the server it starts live in; stopped
+/// (SIGTERM, which socksd answers with a clean exit) however the test ends.
+struct Group(libc::pid_t);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory effects; the group is the one we made.
+        unsafe { libc::kill(-self.0, libc::SIGTERM) };
+    }
 }
