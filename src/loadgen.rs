@@ -6,7 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -154,14 +154,15 @@ pub fn warm_up(route: &Route, t: &Targets) {
 pub fn bulk(route: &Route, t: &Targets, streams: usize, dir: Direction, time: Duration) -> io::Result<f64> {
     let target = if dir == Direction::Up { t.sink } else { t.source };
     let conns: Vec<TcpStream> = (0..streams).map(|_| route.open(target)).collect::<io::Result<_>>()?;
-    let total = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    // Each thread counts in a u64 of its own and returns it: no 64-bit
+    // atomics, which 32-bit MIPS and PowerPC do not have.
     let handles: Vec<_> = conns
         .into_iter()
         .map(|mut s| {
-            let (total, stop) = (total.clone(), stop.clone());
-            thread::spawn(move || {
+            let stop = stop.clone();
+            thread::spawn(move || -> u64 {
                 let mut b = vec![0x33u8; 256 * 1024];
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -174,18 +175,16 @@ pub fn bulk(route: &Route, t: &Targets, streams: usize, dir: Direction, time: Du
                         Ok(k) => n += k as u64,
                     }
                 }
-                total.fetch_add(n, Ordering::Relaxed);
                 let _ = s.shutdown(Shutdown::Both);
+                n
             })
         })
         .collect();
     thread::sleep(time);
     stop.store(true, Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
-    for h in handles {
-        let _ = h.join();
-    }
-    Ok(total.load(Ordering::Relaxed) as f64 / secs)
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    Ok(total as f64 / secs)
 }
 
 /// Percentiles of a set of durations, in microseconds.
