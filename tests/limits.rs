@@ -59,15 +59,17 @@ fn fin_after_pipelined_data_is_still_served() {
     assert_eq!(read_to_end(&mut s), b"9");
 }
 
-/// A connect that never completes (a route into a void, in a private
-/// network namespace): closing the client frees the slot at once.
+/// A connect that never completes (a route into a void with a fixed
+/// neighbour entry, so no ARP failure ends it, in a private network
+/// namespace): closing the client frees the slot at once.
 #[test]
 fn closing_during_connect_frees_the_slot_at_once() {
     if !sandboxed("closing_during_connect_frees_the_slot_at_once") {
         return;
     }
     sh("ip link add void0 type veth peer name void1 && ip link set void0 up && ip link set void1 up \
-        && ip addr add 10.98.0.1/24 dev void0 && ip route add 10.99.0.0/16 dev void0");
+        && ip addr add 10.98.0.1/24 dev void0 && ip route add 10.99.0.0/16 dev void0 \
+        && ip neigh add 10.99.0.1 lladdr 02:00:00:00:00:01 dev void0 nud permanent");
     let mut cfg = config();
     cfg.connect_timeout = Duration::from_secs(60);
     let (srv, proxy) = start(cfg);
