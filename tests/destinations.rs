@@ -56,9 +56,10 @@ fn unspecified_destinations_are_refused() {
     assert_eq!(rep, 0);
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
     let before = srv.udp_dropped();
-    let mut d = vec![0, 0, 0];
-    d.extend(addr_bytes(SocketAddr::new("0.0.0.0".parse().unwrap(), svc.local_addr().unwrap().port())));
-    d.extend_from_slice(b"to the host itself");
+    let d = udp_request(
+        SocketAddr::new("0.0.0.0".parse().unwrap(), svc.local_addr().unwrap().port()),
+        b"to the host itself",
+    );
     u.send_to(&d, relay).unwrap();
     let end = Instant::now() + IO_TIMEOUT;
     while srv.udp_dropped() == before {
@@ -121,9 +122,7 @@ fn deny_dest_self_covers_every_address_of_the_host() {
     let (_ctl, rep, relay) = s5_associate(proxy, &addr_bytes(sa("0.0.0.0:0")));
     assert_eq!(rep, 0);
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut d = vec![0, 0, 0];
-    d.extend(addr_bytes(svc.local_addr().unwrap()));
-    d.extend_from_slice(b"x");
+    let d = udp_request(svc.local_addr().unwrap(), b"x");
     u.send_to(&d, relay).unwrap();
     assert!(svc.recv(&mut [0u8; 16]).is_err(), "UDP to the LAN address was relayed");
 }
@@ -199,9 +198,7 @@ fn outgoing_iface_applies_to_udp_and_bind() {
     let (_ctl, rep, relay) = s5_associate(proxy, &addr_bytes(sa("0.0.0.0:0")));
     assert_eq!(rep, 0);
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut d = vec![0, 0, 0];
-    d.extend(addr_bytes(target.local_addr().unwrap()));
-    d.extend_from_slice(b"around the vpn");
+    let d = udp_request(target.local_addr().unwrap(), b"around the vpn");
     u.send_to(&d, relay).unwrap();
     assert!(target.recv(&mut [0u8; 64]).is_err(), "UDP left around the pinned interface");
     let (_s, rep, bnd) = s5_bind(proxy, sa("0.0.0.0:0"));
@@ -225,9 +222,7 @@ fn udp_replies_only_from_allowed_sources_the_client_sent_to() {
         target.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         u.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
-        let mut d = vec![0, 0, 0];
-        d.extend(addr_bytes(target.local_addr().unwrap()));
-        d.extend_from_slice(b"hello");
+        let d = udp_request(target.local_addr().unwrap(), b"hello");
         u.send_to(&d, relay).unwrap();
         let mut b = [0u8; 64];
         let (_, out) = target.recv_from(&mut b).unwrap();

@@ -168,9 +168,7 @@ fn udp_associations_cannot_exhaust_descriptors_under_the_cap() {
         assert_eq!(rep, 0, "association {i} under the cap");
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         for t in [&e4, &e6] {
-            let mut d = vec![0, 0, 0];
-            d.extend(addr_bytes(t.local_addr().unwrap()));
-            d.push(b'x');
+            let d = udp_request(t.local_addr().unwrap(), b"x");
             u.send_to(&d, relay).unwrap();
         }
         held.push((ctl, u));

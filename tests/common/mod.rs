@@ -333,3 +333,12 @@ pub fn banner_server(bind: &str, banner: &'static [u8]) -> SocketAddr {
         let _ = s.write_all(banner);
     })
 }
+
+/// A UDP ASSOCIATE datagram (RFC 1928 §7: RSV, FRAG 0, ATYP ADDR PORT,
+/// data) for `dst`.
+pub fn udp_request(dst: SocketAddr, data: &[u8]) -> Vec<u8> {
+    let mut d = vec![0, 0, 0];
+    d.extend(addr_bytes(dst));
+    d.extend_from_slice(data);
+    d
+}
