@@ -71,11 +71,28 @@ pub struct Config {
     pub verbosity: i32,
 }
 
+/// CPUs this process may run on (its affinity mask, which a cpuset or
+/// `taskset` narrows). Not `std::thread::available_parallelism`: its
+/// cgroup-quota parsing costs 13 KB of binary, and a router has no quota.
+fn cpus() -> usize {
+    // SAFETY: `set` is a plain bitmask struct on our stack; the kernel
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set) as usize
+        } else {
+            0
+        }
+    };
+    n.max(1)
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             listen: vec![DEFAULT_LISTEN.parse().unwrap()],
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: cpus(),
             users: Vec::new(),
             users_file: None,
             file_users: Vec::new(),
@@ -119,143 +136,204 @@ pub enum Action {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ArgError(pub String);
 
-/// Option groups for `--help`: a heading, then the long names under it,
-/// in the order `options` defines them.
-const GROUPS: &[(&str, &[&str])] = &[
-    ("Listening", &["listen", "threads", "max-conns", "max-conns-per-ip", "reuse-port"]),
-    ("Authentication", &["user", "users-file", "auth-once"]),
-    ("Access control", &["allow", "allow-dest", "deny-dest", "no-socks4", "no-bind", "no-udp"]),
-    ("Outgoing connections", &["outgoing", "outgoing-iface"]),
-    (
-        "Timeouts, in seconds (fractions allowed)",
-        &["handshake-timeout", "connect-timeout", "idle-timeout", "bind-timeout", "keepalive"],
-    ),
-    ("UDP", &["udp-advertise", "udp-ports", "udp-ports-per-ip", "udp-full-cone"]),
-    ("Relay", &["buffer-size", "splice", "no-splice"]),
-    ("Other", &["check", "verbose", "quiet", "help", "version"]),
-];
+/// How a flag takes its value, as getopts knows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Takes {
+    /// `--check`
+    Nothing,
+    /// `-v -v`
+    Count,
+    /// `--threads N`
+    One,
+    /// `--listen A --listen B`
+    Many,
+}
 
-/// Options that take a value, by long name.
-const VALUED: &[&str] = &[
-    "listen",
-    "threads",
-    "max-conns",
-    "max-conns-per-ip",
-    "user",
-    "users-file",
-    "allow",
-    "allow-dest",
-    "deny-dest",
-    "outgoing",
-    "outgoing-iface",
-    "handshake-timeout",
-    "connect-timeout",
-    "idle-timeout",
-    "bind-timeout",
-    "keepalive",
-    "udp-advertise",
-    "udp-ports",
-    "udp-ports-per-ip",
-    "buffer-size",
+/// One command-line flag. This table is the one list of flags: the parser,
+/// `--help` and the missing-value check are all made from it.
+struct Flag {
+    /// `Some` on the first flag of a `--help` group: the group's heading.
+    group: Option<&'static str>,
+    short: &'static str,
+    long: &'static str,
+    takes: Takes,
+    hint: &'static str,
+    help: &'static str,
+}
+
+const fn flag(short: &'static str, long: &'static str, takes: Takes, hint: &'static str, help: &'static str) -> Flag {
+    Flag { group: None, short, long, takes, hint, help }
+}
+
+const fn heading(title: &'static str, f: Flag) -> Flag {
+    Flag { group: Some(title), ..f }
+}
+
+use Takes::{Count, Many, Nothing, One};
+
+const FLAGS: &[Flag] = &[
+    heading(
+        "Listening",
+        flag("l", "listen", Many, "ADDR:PORT", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)"),
+    ),
+    flag("t", "threads", One, "N", "reactor threads (default: number of CPUs)"),
+    flag(
+        "",
+        "max-conns",
+        One,
+        "N",
+        "cap on simultaneous client connections (default: a quarter of RLIMIT_NOFILE, less a reserve)",
+    ),
+    flag(
+        "",
+        "max-conns-per-ip",
+        One,
+        "N",
+        "cap per client IPv4 address or IPv6 /64; 0 = none (default: half of --max-conns)",
+    ),
+    flag("", "reuse-port", Nothing, "", "share the listen ports with other socksd processes started with --reuse-port"),
+    heading(
+        "Authentication",
+        flag(
+            "u",
+            "user",
+            Many,
+            "NAME:PASSWORD",
+            "add a user, repeatable; with any user configured SOCKS5 requires username/password and SOCKS4/4a requests are refused",
+        ),
+    ),
+    flag(
+        "",
+        "users-file",
+        One,
+        "PATH",
+        "add users from a file of NAME:PASSWORD lines (# comment lines); re-read on SIGHUP",
+    ),
+    flag("", "auth-once", Nothing, "", "a client IP that authenticated once may then connect without a password"),
+    heading(
+        "Access control",
+        flag("", "allow", Many, "CIDR", "serve only clients from this network, repeatable (default: all)"),
+    ),
+    flag("", "allow-dest", Many, "CIDR", "allow only destinations in this network, repeatable (default: all)"),
+    flag(
+        "",
+        "deny-dest",
+        Many,
+        "CIDR|self",
+        "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
+    ),
+    flag("", "no-socks4", Nothing, "", "refuse SOCKS4 and SOCKS4a"),
+    flag("", "no-bind", Nothing, "", "refuse BIND (SOCKS4 and SOCKS5)"),
+    flag("", "no-udp", Nothing, "", "refuse UDP ASSOCIATE"),
+    heading("Outgoing connections", flag("b", "outgoing", One, "ADDR", "source address for outgoing connections")),
+    flag(
+        "",
+        "outgoing-iface",
+        One,
+        "IFACE",
+        "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
+    ),
+    heading(
+        "Timeouts, in seconds (fractions allowed)",
+        flag("", "handshake-timeout", One, "S", "to finish greeting/auth/request (default 10)"),
+    ),
+    flag("", "connect-timeout", One, "S", "to resolve and connect to the target (default 10)"),
+    flag("", "idle-timeout", One, "S", "close a relay idle this long; 0 = never (default 0)"),
+    flag("", "bind-timeout", One, "S", "a BIND waits for its peer (default 60)"),
+    flag("", "keepalive", One, "S", "TCP keepalive: first probe after this idle time; 0 = off (default 60)"),
+    heading("UDP", flag("", "udp-advertise", One, "ADDR", "address given to clients as the UDP relay address")),
+    flag("", "udp-ports", One, "LOW-HIGH", "take UDP relay ports from this range, to forward them"),
+    flag(
+        "",
+        "udp-ports-per-ip",
+        One,
+        "N",
+        "--udp-ports ports one client may hold; 0 = no limit (default: a quarter of the range)",
+    ),
+    flag(
+        "",
+        "udp-full-cone",
+        Nothing,
+        "",
+        "accept UDP replies from any address (default: only from addresses the client sent to)",
+    ),
+    heading(
+        "Relay",
+        flag("", "buffer-size", One, "BYTES", "relay buffer per direction in bytes, 1024 to 1048576 (default 16384)"),
+    ),
+    flag("", "splice", Nothing, "", "relay with splice(2) through pooled pipes (default on Linux)"),
+    flag("", "no-splice", Nothing, "", "relay by copying through --buffer-size buffers"),
+    heading(
+        "Other",
+        flag("", "check", Nothing, "", "check the flags (users file, interface) and exit without serving"),
+    ),
+    flag("v", "verbose", Count, "", "more logging (repeatable); RUST_LOG also honoured"),
+    flag("q", "quiet", Count, "", "less logging (repeatable)"),
+    flag("h", "help", Nothing, "", "print this help and exit"),
+    flag("V", "version", Nothing, "", "print the version and exit"),
 ];
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optmulti("l", "listen", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)", "ADDR:PORT");
-    o.optopt("t", "threads", "reactor threads (default: number of CPUs)", "N");
-    o.optopt(
-        "",
-        "max-conns",
-        "cap on simultaneous client connections (default: a quarter of RLIMIT_NOFILE, less a reserve)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "max-conns-per-ip",
-        "cap per client IPv4 address or IPv6 /64; 0 = none (default: half of --max-conns)",
-        "N",
-    );
-    o.optflag("", "reuse-port", "share the listen ports with other socksd processes started with --reuse-port");
-    o.optmulti(
-        "u",
-        "user",
-        "add a user, repeatable; with any user configured SOCKS5 requires username/password and SOCKS4/4a requests are refused",
-        "NAME:PASSWORD",
-    );
-    o.optopt(
-        "",
-        "users-file",
-        "add users from a file of NAME:PASSWORD lines (# comment lines); re-read on SIGHUP",
-        "PATH",
-    );
-    o.optflag("", "auth-once", "a client IP that authenticated once may then connect without a password");
-    o.optmulti("", "allow", "serve only clients from this network, repeatable (default: all)", "CIDR");
-    o.optmulti("", "allow-dest", "allow only destinations in this network, repeatable (default: all)", "CIDR");
-    o.optmulti(
-        "",
-        "deny-dest",
-        "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
-        "CIDR|self",
-    );
-    o.optflag("", "no-socks4", "refuse SOCKS4 and SOCKS4a");
-    o.optflag("", "no-bind", "refuse BIND (SOCKS4 and SOCKS5)");
-    o.optflag("", "no-udp", "refuse UDP ASSOCIATE");
-    o.optopt("b", "outgoing", "source address for outgoing connections", "ADDR");
-    o.optopt(
-        "",
-        "outgoing-iface",
-        "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
-        "IFACE",
-    );
-    o.optopt("", "handshake-timeout", "to finish greeting/auth/request (default 10)", "S");
-    o.optopt("", "connect-timeout", "to resolve and connect to the target (default 10)", "S");
-    o.optopt("", "idle-timeout", "close a relay idle this long; 0 = never (default 0)", "S");
-    o.optopt("", "bind-timeout", "a BIND waits for its peer (default 60)", "S");
-    o.optopt("", "keepalive", "TCP keepalive: first probe after this idle time; 0 = off (default 60)", "S");
-    o.optopt("", "udp-advertise", "address given to clients as the UDP relay address", "ADDR");
-    o.optopt("", "udp-ports", "take UDP relay ports from this range, to forward them", "LOW-HIGH");
-    o.optopt(
-        "",
-        "udp-ports-per-ip",
-        "--udp-ports ports one client may hold; 0 = no limit (default: a quarter of the range)",
-        "N",
-    );
-    o.optflag(
-        "",
-        "udp-full-cone",
-        "accept UDP replies from any address (default: only from addresses the client sent to)",
-    );
-    o.optopt("", "buffer-size", "relay buffer per direction in bytes, 1024 to 1048576 (default 16384)", "BYTES");
-    o.optflag("", "splice", "relay with splice(2) through pooled pipes (default on Linux)");
-    o.optflag("", "no-splice", "relay by copying through --buffer-size buffers");
-    o.optflag("", "check", "check the flags (users file, interface) and exit without serving");
-    o.optflagmulti("v", "verbose", "more logging (repeatable); RUST_LOG also honoured");
-    o.optflagmulti("q", "quiet", "less logging (repeatable)");
-    o.optflag("h", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
+    for f in FLAGS {
+        match f.takes {
+            Nothing => o.optflag(f.short, f.long, f.help),
+            Count => o.optflagmulti(f.short, f.long, f.help),
+            One => o.optopt(f.short, f.long, f.help, f.hint),
+            Many => o.optmulti(f.short, f.long, f.help, f.hint),
+        };
+    }
     o
 }
 
-/// The `--help` text: getopts' aligned GNU-style lines, under headings.
+/// Where descriptions start in `--help`, and the line width they wrap at.
+const HELP_INDENT: usize = 24;
+const HELP_WIDTH: usize = 78;
+
+/// The `--help` text: GNU-style aligned lines under headings. Written here
+/// rather than by getopts' formatter, which costs 12 KB of binary.
 pub fn usage() -> String {
     let mut s = String::from("Usage: socksd [OPTIONS]\n\nA SOCKS4, SOCKS4a and SOCKS5 proxy server.\n");
-    let body = options().usage_with_format(|lines| {
-        let mut out = String::new();
-        let mut groups = GROUPS.iter();
-        let mut next = groups.next();
-        for line in lines {
-            if let Some((title, names)) = next {
-                if line.contains(&format!("--{} ", names[0])) || line.ends_with(&format!("--{}", names[0])) {
-                    out.push_str(&format!("\n{title}:\n"));
-                    next = groups.next();
-                }
-            }
-            out.push_str(&line);
-            out.push('\n');
+    for f in FLAGS {
+        if let Some(title) = f.group {
+            s.push('\n');
+            s.push_str(title);
+            s.push_str(":\n");
         }
-        out
-    });
-    s.push_str(&body);
+        let start = s.len();
+        s.push_str(if f.short.is_empty() { "        " } else { "    -" });
+        if !f.short.is_empty() {
+            s.push_str(f.short);
+            s.push_str(", ");
+        }
+        s.push_str("--");
+        s.push_str(f.long);
+        if !f.hint.is_empty() {
+            s.push(' ');
+            s.push_str(f.hint);
+        }
+        let mut col = s.len() - start;
+        if col >= HELP_INDENT {
+            s.push('\n');
+            col = 0;
+        }
+        for (i, word) in f.help.split(' ').enumerate() {
+            if i > 0 && col + 1 + word.len() > HELP_WIDTH {
+                s.push('\n');
+                col = 0;
+            }
+            if col < HELP_INDENT {
+                s.extend(std::iter::repeat_n(' ', HELP_INDENT - col));
+                col = HELP_INDENT;
+            } else {
+                s.push(' ');
+                col += 1;
+            }
+            s.push_str(word);
+            col += word.len();
+        }
+        s.push('\n');
+    }
     s.push_str(
         "\nExamples:\n    socksd --listen 127.0.0.1:1080\n    \
          socksd -l 0.0.0.0:1080 -l [::]:1080 --users-file /etc/socksd.users --deny-dest self\n\n\
@@ -353,10 +431,10 @@ fn looks_like_flag(v: &str) -> bool {
 pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgError> {
     let opts = options();
     let m = opts.parse(args).map_err(getopts_error)?;
-    for long in VALUED {
-        for v in m.opt_strs(long) {
+    for f in FLAGS.iter().filter(|f| matches!(f.takes, One | Many)) {
+        for v in m.opt_strs(f.long) {
             if looks_like_flag(&v) {
-                return Err(ArgError(format!("--{long} needs a value, not the flag '{v}'")));
+                return Err(ArgError(format!("--{} needs a value, not the flag '{v}'", f.long)));
             }
         }
     }
