@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_socksd");
 /// Runs the binary to completion; a binary that goes on serving when it
 /// should have exited fails the test instead of hanging it.
 fn run(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(BIN)
+    let mut child = common::program(BIN)
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -83,7 +83,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        let mut child = common::program(BIN)
             .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
@@ -382,10 +382,10 @@ fn flag_errors_share_one_style() {
 #[test]
 fn bench_tool_has_a_version_and_plain_numbers() {
     let bench = env!("CARGO_BIN_EXE_socksd-bench");
-    let out = Command::new(bench).arg("-V").output().unwrap();
+    let out = common::program(bench).arg("-V").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("socksd-bench "));
-    let out = Command::new(bench)
+    let out = common::program(bench)
         .args(["--mode", "idle", "--conns", "10", "--pid", &std::process::id().to_string()])
         .output()
         .unwrap();

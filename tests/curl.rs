@@ -5,53 +5,6 @@ mod common;
 
 use common::*;
 use socksd::auth::User;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
-
-fn have_curl() -> bool {
-    Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// A minimal HTTP/1.1 server on loopback that serves `body` for any path.
-fn http_server(body: Vec<u8>) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    let body = std::sync::Arc::new(body);
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let body = body.clone();
-            std::thread::spawn(move || {
-                let mut req = Vec::new();
-                let mut b = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&b[..n]),
-                    }
-                }
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = s.write_all(head.as_bytes());
-                let _ = s.write_all(&body);
-            });
-        }
-    });
-    a
-}
-
-/// Runs curl through `proxy_url`; returns its exit code and the body.
-fn curl(proxy_url: &str, url: &str) -> (i32, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "--noproxy", "", "-x", proxy_url, url])
-        .env_remove("ALL_PROXY")
-        .env_remove("all_proxy")
-        .env_remove("http_proxy")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (out.status.code().unwrap_or(-1), out.stdout)
-}
 
 #[test]
 fn curl_through_every_scheme() {

@@ -2,6 +2,8 @@
 //! the man page's OPTIONS and in the README's table, and the reverse; the
 //! man pages render without warnings.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 
@@ -28,7 +30,7 @@ fn flags(text: &str) -> BTreeSet<String> {
 }
 
 fn help_flags() -> BTreeSet<String> {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = common::program(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     // Only the option lines, not the examples.
@@ -69,7 +71,7 @@ fn readme_table_lists_every_flag() {
 
 #[test]
 fn help_is_grouped_and_aligned() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = common::program(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     for heading in ["Listening:", "Authentication:", "Access control:", "Timeouts", "Relay:", "Other:"] {
         assert!(help.contains(heading), "{heading}");

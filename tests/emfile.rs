@@ -23,11 +23,11 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn emfile_backs_off_logs_once_and_recovers() {
-    let bin = env!("CARGO_BIN_EXE_socksd");
+    let bin = common::program_sh(env!("CARGO_BIN_EXE_socksd"));
     let mut child = Command::new("bash")
         .arg("-c")
         .arg(format!(
-            "ulimit -n 40 && exec '{bin}' --listen 127.0.0.1:0 --threads 1 --max-conns 1000 --handshake-timeout 60"
+            "ulimit -n 40 && exec {bin} --listen 127.0.0.1:0 --threads 1 --max-conns 1000 --handshake-timeout 60"
         ))
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -133,10 +133,10 @@ fn udp_ports_are_shared_between_clients() {
 /// still relays.
 #[test]
 fn udp_associations_cannot_exhaust_descriptors_under_the_cap() {
-    let bin = env!("CARGO_BIN_EXE_socksd");
+    let bin = common::program_sh(env!("CARGO_BIN_EXE_socksd"));
     let mut child = Command::new("bash")
         .arg("-c")
-        .arg(format!("ulimit -n 200 && exec '{bin}' --listen 127.0.0.1:0 --threads 1 --max-conns-per-ip 0"))
+        .arg(format!("ulimit -n 200 && exec {bin} --listen 127.0.0.1:0 --threads 1 --max-conns-per-ip 0"))
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -187,22 +187,28 @@ fn udp_associations_cannot_exhaust_descriptors_under_the_cap() {
 }
 
 /// The kernel's timer on a socket, from /proc/net/tcp{,6}: 2 is keepalive.
+/// The file prints each address as the kernel's 32-bit words, in the
+/// kernel's byte order: native on real hardware, the host's (not the
+/// program's) under qemu-user with a big-endian guest. Either order is
+/// accepted.
 fn tcp_timer(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
-    let hex = |a: SocketAddr| match a {
-        SocketAddr::V4(v) => format!("{:08X}:{:04X}", u32::from_ne_bytes(v.ip().octets()), v.port()),
+    let word = |c: [u8; 4], be: bool| format!("{:08X}", if be { u32::from_be_bytes(c) } else { u32::from_le_bytes(c) });
+    let hex = |a: SocketAddr, be: bool| match a {
+        SocketAddr::V4(v) => format!("{}:{:04X}", word(v.ip().octets(), be), v.port()),
         SocketAddr::V6(v) => {
             let o = v.ip().octets();
-            let words: String =
-                o.chunks(4).map(|c| format!("{:08X}", u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))).collect();
+            let words: String = o.chunks(4).map(|c| word([c[0], c[1], c[2], c[3]], be)).collect();
             format!("{words}:{:04X}", v.port())
         }
     };
-    let (l, r) = (hex(local), hex(remote));
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        for line in std::fs::read_to_string(f).ok()?.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.len() > 5 && cols[1] == l && cols[2] == r {
-                return cols[5].split(':').next()?.parse().ok();
+    for be in [false, true] {
+        let (l, r) = (hex(local, be), hex(remote, be));
+        for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            for line in std::fs::read_to_string(f).ok()?.lines().skip(1) {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                if cols.len() > 5 && cols[1] == l && cols[2] == r {
+                    return cols[5].split(':').next()?.parse().ok();
+                }
             }
         }
     }

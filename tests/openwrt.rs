@@ -3,6 +3,8 @@
 //! (tests/openwrt/harness.sh), yields command lines that `socksd --check`
 //! accepts, one per enabled section.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,7 +40,7 @@ fn instances(config: &Path, out: &Path) -> Vec<(String, Vec<String>)> {
 }
 
 fn check(args: &[String]) {
-    let out = Command::new(BIN).arg("--check").args(args).output().unwrap();
+    let out = common::program(BIN).arg("--check").args(args).output().unwrap();
     assert!(
         out.status.success(),
         "socksd --check {args:?}: {}{}",
@@ -174,7 +176,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         check(args);
     }
     // A bad value in UCI is caught by --check with a one-line message.
-    let bad = Command::new(BIN).args(["--check", "--listen", "192.168.1.1"]).output().unwrap();
+    let bad = common::program(BIN).args(["--check", "--listen", "192.168.1.1"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn rss_kib(pid: u32) -> u64 {
@@ -24,7 +24,7 @@ fn soak_1000_connections() {
     let secs: u64 = std::env::var("SOCKSD_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
     const CONNS: usize = 1000;
     let bin = env!("CARGO_BIN_EXE_socksd");
-    let mut child = Command::new(bin)
+    let mut child = common::program(bin)
         .args(["--listen", "127.0.0.1:0", "--threads", "2", "--max-conns", "5000"])
         .env_remove("RUST_LOG")
         .stderr(Stdio::piped())

@@ -293,6 +293,66 @@ impl Drop for ChildGuard {
     }
 }
 
+/// The emulator the tests run under, if any (`qemu-mips-static` when
+/// contrib/cross/test.sh runs the suite for MIPS). qemu-user cannot start
+/// a foreign binary by itself, so every program of the target that a test
+/// starts (socksd, or the test binary again) goes through it too.
+pub fn emulator() -> Option<String> {
+    std::env::var("SOCKSD_EMULATOR").ok().filter(|e| !e.is_empty())
+}
+
+/// A command that runs one of this build's binaries (`env!("CARGO_BIN_EXE_…")`
+/// or the test binary), through the emulator when there is one.
+pub fn program(path: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    match emulator() {
+        Some(e) => {
+            let mut c = std::process::Command::new(e);
+            c.arg(path);
+            c
+        }
+        None => std::process::Command::new(path),
+    }
+}
+
+/// [`program`] as the start of a shell command line.
+pub fn program_sh(path: &str) -> String {
+    match emulator() {
+        Some(e) => format!("'{e}' '{path}'"),
+        None => format!("'{path}'"),
+    }
+}
+
+/// Under emulation, a test that cannot run there says why and passes.
+pub fn skip_under_emulation(test: &str, why: &str) -> bool {
+    if emulator().is_some() {
+        eprintln!("SKIP {test} under emulation: {why}");
+        return true;
+    }
+    false
+}
+
+/// The SOCKS5 reply for a refused connect: 0x05 (RFC 1928 §6). Under
+/// qemu-user on MIPS it is 0x01: qemu 7.2 passes the host's errno number
+/// through getsockopt(SO_ERROR) untranslated, ECONNREFUSED is 111 on the
+/// host and 146 on MIPS, so socksd sees an unknown error. Real MIPS
+/// hardware gives 146 and 0x05.
+pub fn refused_reply() -> u8 {
+    if cfg!(any(target_arch = "mips", target_arch = "mips64")) && emulator().is_some() {
+        0x01
+    } else {
+        0x05
+    }
+}
+
+/// qemu-user 7.2 does not answer a big-endian program's netlink dump, so
+/// getifaddrs(3) never returns under it (mipsel and real MIPS are fine).
+pub const BIG_ENDIAN_NETLINK: &str = "qemu-user does not translate netlink for big-endian guests: getifaddrs hangs";
+
+/// True (after a message) where the interface list cannot be read.
+pub fn skip_without_getifaddrs(test: &str) -> bool {
+    cfg!(target_endian = "big") && skip_under_emulation(test, BIG_ENDIAN_NETLINK)
+}
+
 /// Runs the named test again inside private network and mount namespaces
 /// (`unshare -n -m`), where it may add addresses, routes and a resolver
 /// of its own without touching the host. Returns true in that copy (after
@@ -310,8 +370,12 @@ pub fn sandboxed(test: &str) -> bool {
         return false;
     }
     let exe = std::env::current_exe().unwrap();
-    let status = std::process::Command::new("unshare")
-        .args(["-n", "-m", "--"])
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-n", "-m", "--"]);
+    if let Some(e) = emulator() {
+        cmd.arg(e);
+    }
+    let status = cmd
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env("SOCKSD_IN_SANDBOX", "1")
@@ -341,4 +405,52 @@ pub fn udp_request(dst: SocketAddr, data: &[u8]) -> Vec<u8> {
     d.extend(addr_bytes(dst));
     d.extend_from_slice(data);
     d
+}
+
+pub fn have_curl() -> bool {
+    std::process::Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A minimal HTTP/1.1 server on loopback that serves `body` for any path.
+pub fn http_server(body: Vec<u8>) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    let body = std::sync::Arc::new(body);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut b = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&b[..n]),
+                    }
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            });
+        }
+    });
+    a
+}
+
+/// Runs curl through `proxy_url`; returns its exit code and the body.
+pub fn curl(proxy_url: &str, url: &str) -> (i32, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--noproxy", "", "-x", proxy_url, url])
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("http_proxy")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), out.stdout)
 }

@@ -1,0 +1,114 @@
+# Shared by build.sh and test.sh (sourced, POSIX sh): the cross toolchain,
+# installed when missing, and the cargo invocation for one target.
+
+# The five OpenWrt CPU families, and the zig that links for them.
+ALL="mips-unknown-linux-musl mipsel-unknown-linux-musl armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
+ZIGLANG=ziglang==0.17.1
+
+# Runs a command as root: directly, or through sudo.
+cross_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        echo "cross: need root to run: $*" >&2
+        return 1
+    fi
+}
+
+# apt-get install, refreshing the package lists once if a package is unknown.
+cross_apt() {
+    echo "cross: installing $* (Debian packages)" >&2
+    DEBIAN_FRONTEND=noninteractive cross_root apt-get install -y -q "$@" >/dev/null ||
+        { cross_root apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive cross_root apt-get install -y -q "$@" >/dev/null; }
+}
+
+# The Rust with std's source (Debian's), zig, llvm-strip; qemu with "qemu".
+cross_install() {
+    pkgs=""
+    [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] || pkgs="$pkgs rustc-web cargo-web"
+    [ -f /usr/lib/rustlib/src/rust/library/Cargo.lock ] || pkgs="$pkgs rust-web-src"
+    command -v llvm-strip >/dev/null || pkgs="$pkgs llvm"
+    if [ "${1:-}" = qemu ]; then
+        command -v qemu-mips-static >/dev/null || pkgs="$pkgs qemu-user-static"
+    fi
+    [ -z "$pkgs" ] || cross_apt $pkgs
+    if ! ZIG=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__) + "/zig")' 2>/dev/null); then
+        echo "cross: installing $ZIGLANG (PyPI)" >&2
+        python3 -m pip install -q "$ZIGLANG" >&2
+        ZIG=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__) + "/zig")')
+    fi
+    export ZIG
+}
+
+# zig's name for the C target of a Rust triple.
+cross_zig_target() {
+    case "$1" in
+    mips-unknown-linux-musl) echo mips-linux-musleabi ;;
+    mipsel-unknown-linux-musl) echo mipsel-linux-musleabi ;;
+    armv7-unknown-linux-musleabihf) echo arm-linux-musleabihf ;;
+    aarch64-unknown-linux-musl) echo aarch64-linux-musl ;;
+    x86_64-unknown-linux-musl) echo x86_64-linux-musl ;;
+    *)
+        echo "cross: unknown target $1 (known: $ALL)" >&2
+        return 1
+        ;;
+    esac
+}
+
+# The qemu-user binary that runs a triple's programs.
+cross_qemu() {
+    case "$1" in
+    mips-*) echo qemu-mips-static ;;
+    mipsel-*) echo qemu-mipsel-static ;;
+    armv7-*) echo qemu-arm-static ;;
+    aarch64-*) echo qemu-aarch64-static ;;
+    x86_64-*) echo qemu-x86_64-static ;;
+    esac
+}
+
+# Writes the linker wrapper for a triple (zig cc for its musl target) and
+# points cargo at it.
+cross_env() {
+    zt=$(cross_zig_target "$1")
+    mkdir -p target/cross
+    cc="$PWD/target/cross/cc-$1"
+    printf '#!/bin/sh\nexec "%s" cc -target %s "$@"\n' "$ZIG" "$zt" >"$cc"
+    chmod +x "$cc"
+    var=$(echo "$1" | tr 'a-z-' 'A-Z_')
+    export "CARGO_TARGET_${var}_LINKER=$cc"
+}
+
+# cross_cargo TRIPLE PROFILE SUBCOMMAND [ARGS...]: Debian's cargo, building
+# std for the target. Static, with zig's crt and musl.
+cross_cargo() {
+    t=$1
+    p=$2
+    shift 2
+    sub=$1
+    shift
+    flags="-C target-feature=+crt-static -C link-self-contained=no"
+    std="std,panic_abort"
+    features=""
+    if [ "$sub" = test ]; then
+        # libtest needs panic=unwind, and cargo builds std once: tests get
+        # a profile that unwinds, and a target directory of their own so
+        # the shipped binaries' std is not rebuilt back and forth.
+        std="std,panic_unwind,test"
+        export CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_TARGET_DIR=target/cross-test
+    fi
+    if [ "$p" = router ]; then
+        # Rust 1.91 made immediate-abort a panic strategy and dropped the
+        # std feature that older releases (Debian's 1.85) use.
+        if RUSTC_BOOTSTRAP=1 /usr/bin/rustc -Zunstable-options -C panic=immediate-abort --print cfg >/dev/null 2>&1; then
+            flags="$flags -Zunstable-options -C panic=immediate-abort"
+            features="optimize_for_size"
+        else
+            features="optimize_for_size,panic_immediate_abort"
+        fi
+    fi
+    PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" \
+        /usr/bin/cargo "$sub" --profile "$p" --target "$t" -Zbuild-std="$std" \
+        ${features:+-Zbuild-std-features="$features"} "$@"
+}
