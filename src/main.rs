@@ -108,8 +108,11 @@ fn main() {
                     Ok(more) => {
                         let mut users = flag_users.clone();
                         users.extend(more);
-                        info!("SIGHUP: {} users loaded", users.len());
+                        let n = users.len();
+                        // In effect before it is said: a client that reads
+                        // the line may rely on the new users.
                         server.set_users(users);
+                        info!("SIGHUP: {n} users loaded");
                     }
                     Err(e) => error!("SIGHUP: {e}; keeping the current users"),
                 }
