@@ -13,6 +13,7 @@ pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod escape;
+pub mod fatal;
 pub mod fds;
 pub mod host;
 pub mod loadgen;

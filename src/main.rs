@@ -53,6 +53,17 @@ fn check_or_exit(cfg: &socksd::Config) {
 }
 
 fn main() {
+    socksd::fatal::abort_on_panic();
+    // Blocked first, before anything that could take time: a SIGHUP sent
+    // right after start (an init script's reload) is then queued for the
+    // signal loop instead of killing the process.
+    let sigs = match signals::block() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("socksd: cannot block signals: {e}");
+            exit(1);
+        }
+    };
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let cfg = match config::parse_args(&args) {
         Ok(Action::Run(c)) => *c,
@@ -74,13 +85,6 @@ fn main() {
     check_or_exit(&cfg);
     init_logging(cfg.verbosity);
     raise_nofile();
-    let sigs = match signals::block() {
-        Ok(s) => s,
-        Err(e) => {
-            error!("cannot block signals: {e}");
-            exit(1);
-        }
-    };
     let flag_users = cfg.users.clone();
     let users_file = cfg.users_file.clone();
     let server = match Server::start(cfg) {
