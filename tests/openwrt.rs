@@ -27,6 +27,10 @@ fn instances(config: &Path, out: &Path) -> Vec<(String, Vec<String>)> {
     assert!(st.success(), "harness failed");
     let mut v: Vec<(String, Vec<String>)> = std::fs::read_dir(out)
         .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name().into_string().unwrap();
+            !(name.ends_with(".params") || name == "events")
+        })
         .map(|e| {
             let e = e.unwrap();
             let text = std::fs::read_to_string(e.path()).unwrap();
@@ -192,4 +196,162 @@ fn shipped_config_is_accepted_once_enabled() {
     assert!(got[0].1.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
     check(&got[0].1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write_config(dir: &Path, body: &str) -> PathBuf {
+    let config = dir.join("socksd");
+    std::fs::write(&config, format!("config socksd 'main'\n\toption enabled '1'\n{body}")).unwrap();
+    config
+}
+
+/// `option` (what `uci set` writes) works for every repeatable setting,
+/// as `list` does: OpenWrt's config_list_foreach would skip it, and a
+/// dropped `user` would silently turn authentication off.
+#[test]
+fn option_form_of_every_repeatable_setting() {
+    let dir = tmpdir("option-form");
+    let config = write_config(
+        &dir,
+        "\toption listen '127.0.0.1:1080'\n\toption user 'alice:secret'\n\toption allow '192.168.1.0/24'\n\
+         \toption allow_dest '0.0.0.0/0'\n\toption deny_dest 'self'\n",
+    );
+    let got = instances(&config, &dir.join("out"));
+    let want: Vec<String> = [
+        "--listen",
+        "127.0.0.1:1080",
+        "--user",
+        "alice:secret",
+        "--allow",
+        "192.168.1.0/24",
+        "--allow-dest",
+        "0.0.0.0/0",
+        "--deny-dest",
+        "self",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(got[0].1, want);
+    check(&got[0].1);
+    // Both forms in one file: a list stays a list of all its items.
+    let config = write_config(&dir, "\tlist user 'a:1'\n\tlist user 'b:2'\n\toption listen '127.0.0.1:1081'\n");
+    let got = instances(&config, &dir.join("out2"));
+    assert_eq!(got[0].1, ["--listen", "127.0.0.1:1081", "--user", "a:1", "--user", "b:2"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// socks4, bind and udp are positive booleans (default on); the old
+/// no_* options still work for a release, with a line in the system log.
+#[test]
+fn positive_booleans_and_the_old_negative_names() {
+    let dir = tmpdir("booleans");
+    let cases: [(&str, &[&str], bool); 5] = [
+        ("", &[], false),
+        ("\toption socks4 '0'\n\toption bind '0'\n\toption udp '1'\n", &["--no-socks4", "--no-bind"], false),
+        ("\toption udp 'off'\n", &["--no-udp"], false),
+        ("\toption no_socks4 '1'\n\toption no_udp '0'\n", &["--no-socks4"], true),
+        // The new name wins over the old one.
+        ("\toption no_bind '1'\n\toption bind '1'\n", &[], true),
+    ];
+    for (i, (body, flags, logged)) in cases.iter().enumerate() {
+        let out = dir.join(format!("out{i}"));
+        let got = instances(&write_config(&dir, body), &out);
+        let extra: Vec<&str> = got[0].1.iter().map(String::as_str).filter(|a| a.starts_with("--no-")).collect();
+        assert_eq!(&extra, flags, "{body:?}");
+        let events = std::fs::read_to_string(out.join("events")).unwrap();
+        assert_eq!(events.contains("deprecated"), *logged, "{body:?}: {events}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Each instance runs as the socksd user, with no new privileges, in a
+/// jail that mounts only what it reads (read by procd's jail.c and
+/// instance.c; here, that the init script asks for it).
+#[test]
+fn instances_run_unprivileged_in_a_jail() {
+    let dir = tmpdir("jail");
+    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n\toption users_file '/etc/socksd.users'\n");
+    let out = dir.join("out");
+    instances(&config, &out);
+    let params = std::fs::read_to_string(out.join("main.params")).unwrap();
+    for want in [
+        "user socksd",
+        "group socksd",
+        "no_new_privs 1",
+        "jail socksd log",
+        "jail_mount /etc/hosts /etc/resolv.conf",
+        "jail_mount /etc/socksd.users",
+    ] {
+        assert!(params.lines().any(|l| l == want), "{want:?} in {params}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// reload signals the running instances before starting: a SIGHUP sent
+/// after start could reach an instance procd has just started.
+#[test]
+fn reload_signals_before_it_starts() {
+    let dir = tmpdir("reload");
+    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n");
+    let out = dir.join("out");
+    let st = Command::new("sh")
+        .args([HARNESS, INIT, config.to_str().unwrap(), out.to_str().unwrap(), "reload"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let events = std::fs::read_to_string(out.join("events")).unwrap();
+    assert_eq!(events.lines().collect::<Vec<_>>(), ["signal socksd * HUP", "start"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What the jailed service has: an unprivileged user, no capabilities, no
+/// new privileges. socksd starts and relays like that, including
+/// --outgoing-iface (SO_BINDTODEVICE needs no privilege since Linux 5.7).
+#[test]
+fn serves_as_an_unprivileged_user_without_capabilities() {
+    use std::io::{BufRead, BufReader};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP: needs root and setpriv (util-linux) to drop to nobody");
+        return;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--no-new-privs",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+    ]);
+    if let Some(e) = common::emulator() {
+        cmd.arg(e);
+    }
+    let mut child = cmd
+        .arg(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--outgoing-iface", "lo"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let _guard = common::ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let proxy = loop {
+        let line = rx.recv_timeout(common::IO_TIMEOUT).expect("socksd did not start as nobody");
+        if let Some(a) = line.strip_prefix("socksd: info: listening on ") {
+            break a.parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    let echo = common::echo_server("127.0.0.1:0");
+    let (mut s, rep, _) = common::s5_connect(proxy, &common::addr_bytes(echo));
+    assert_eq!(rep, 0);
+    common::echo_check(&mut s, b"relayed by nobody");
 }

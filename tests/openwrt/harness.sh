@@ -1,13 +1,21 @@
 #!/bin/sh
 # Runs an OpenWrt procd init script's start_service against a stand-in
 # for the UCI and procd shell functions, and writes each instance's
-# command line to OUTDIR/NAME, one argument per line.
-#   sh harness.sh INIT_SCRIPT UCI_CONFIG_FILE OUTDIR
+# command line to OUTDIR/NAME, one argument per line, its other procd
+# parameters to OUTDIR/NAME.params, and what reached procd and the system
+# log in order to OUTDIR/events.
+#   sh harness.sh INIT_SCRIPT UCI_CONFIG_FILE OUTDIR [reload]
+# With "reload", runs reload_service (as `/etc/init.d/socksd reload` does)
+# instead of start_service.
 set -eu
 INIT="$1"
 CONFIG_FILE="$2"
 OUT="$3"
+ACTION="${4:-start}"
 mkdir -p "$OUT"
+: >"$OUT/events"
+event() { printf '%s\n' "$*" >>"$OUT/events"; }
+logger() { event "logger $*"; }
 
 # --- UCI: the /etc/config format is shell once these three exist. -----
 CONFIG_SECTIONS=""
@@ -17,15 +25,20 @@ config() {
 	CONFIG_SECTIONS="$CONFIG_SECTIONS $2"
 	eval "CONFIG_${2}_TYPE=\$1"
 }
+# As OpenWrt's functions.sh: "option" sets the value; "list" adds an item,
+# counts them in NAME_LENGTH, and appends it, space-separated, to the value
+# that config_get returns.
 option() {
 	eval "CONFIG_${CONFIG_SECTION}_$1=\$2"
 }
 list() {
-	local n
+	local n v
 	eval "n=\${CONFIG_${CONFIG_SECTION}_$1_LENGTH:-0}"
+	eval "v=\${CONFIG_${CONFIG_SECTION}_$1:-}"
 	n=$((n + 1))
 	eval "CONFIG_${CONFIG_SECTION}_$1_ITEM$n=\$2"
 	eval "CONFIG_${CONFIG_SECTION}_$1_LENGTH=$n"
+	eval "CONFIG_${CONFIG_SECTION}_$1=\${v:+\$v }\$2"
 }
 config_load() {
 	. "$CONFIG_FILE"
@@ -72,15 +85,20 @@ CUR=""
 procd_open_instance() {
 	CUR="$OUT/$1"
 	: >"$CUR"
+	: >"$CUR.params"
 }
 procd_set_param() {
 	if [ "$1" = command ]; then
 		shift
 		: >"$CUR"
 		for a in "$@"; do printf '%s\n' "$a" >>"$CUR"; done
+	else
+		echo "$*" >>"$CUR.params"
 	fi
 	return 0
 }
+procd_add_jail() { echo "jail $*" >>"$CUR.params"; }
+procd_add_jail_mount() { echo "jail_mount $*" >>"$CUR.params"; }
 procd_append_param() {
 	if [ "$1" = command ]; then
 		shift
@@ -90,7 +108,12 @@ procd_append_param() {
 }
 procd_close_instance() { CUR=""; }
 procd_add_reload_trigger() { :; }
-procd_send_signal() { :; }
+procd_send_signal() { event "signal $*"; }
+# rc.common's start, as reload_service calls it.
+start() {
+	event start
+	start_service
+}
 
 . "$INIT"
-start_service
+if [ "$ACTION" = reload ]; then reload_service; else start_service; fi
