@@ -355,3 +355,22 @@ fn serves_as_an_unprivileged_user_without_capabilities() {
     assert_eq!(rep, 0);
     common::echo_check(&mut s, b"relayed by nobody");
 }
+
+/// The feed's test.sh: the installed binary is the packaged version and
+/// --check passes; a wrong version fails it.
+#[test]
+fn feed_test_script_checks_version_and_flags() {
+    if common::skip_under_emulation("feed_test_script_checks_version_and_flags", "it runs socksd from PATH") {
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/openwrt/socksd/test.sh");
+    let dir = tmpdir("feedtest");
+    std::os::unix::fs::symlink(BIN, dir.join("socksd")).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    let version = env!("CARGO_PKG_VERSION");
+    let run = |v: &str| Command::new("sh").args([script, "socksd", v]).env("PATH", &path).output().unwrap();
+    let ok = run(&format!("{version}-r1"));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(!run("9.9.9").status.success(), "a wrong version fails");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
