@@ -191,10 +191,13 @@ fn shipped_config_is_accepted_once_enabled() {
     let text = std::fs::read_to_string(SHIPPED).unwrap().replace("option enabled '0'", "option enabled '1'");
     let config = dir.join("socksd");
     std::fs::write(&config, text).unwrap();
-    let got = instances(&config, &dir.join("out"));
-    assert_eq!(got.len(), 1);
-    assert!(got[0].1.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
-    check(&got[0].1);
+    let out = dir.join("out");
+    harness(&config, &out, "start", &[("NET_lan_IPV4", "127.0.0.1")]);
+    let args: Vec<String> =
+        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    assert!(args.windows(2).any(|w| w == ["--listen", "127.0.0.1:1080"]), "listens on the LAN's address: {args:?}");
+    assert!(args.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
+    check(&args);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -372,5 +375,49 @@ fn feed_test_script_checks_version_and_flags() {
     let ok = run(&format!("{version}-r1"));
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(!run("9.9.9").status.success(), "a wrong version fails");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs the harness with `action` and interface state in `net`
+/// (NET_<iface>_{IPV4,IPV6,DEVICE}, as network.sh would report).
+fn harness(config: &Path, out: &Path, action: &str, net: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("sh");
+    cmd.args([HARNESS, INIT, config.to_str().unwrap(), out.to_str().unwrap(), action]);
+    for (k, v) in net {
+        cmd.env(k, v);
+    }
+    assert!(cmd.status().unwrap().success(), "harness {action}");
+    std::fs::read_to_string(out.join("events")).unwrap()
+}
+
+/// `option interface 'lan'` listens on the LAN's addresses and
+/// `option outgoing_interface 'wan'` sends through the WAN's device, both
+/// resolved through network.sh; the service restarts when they change.
+#[test]
+fn interfaces_by_uci_name() {
+    let dir = tmpdir("ifaces");
+    let config =
+        write_config(&dir, "\toption interface 'lan'\n\toption port '1081'\n\toption outgoing_interface 'wan'\n");
+    let up = [
+        ("NET_lan_IPV4", "127.0.0.1"),
+        ("NET_lan_IPV6", "::1"),
+        ("NET_wan_DEVICE", "lo"),
+        ("NET_wan_IPV4", "127.0.0.2"),
+    ];
+    let out = dir.join("up");
+    harness(&config, &out, "start", &up);
+    let args: Vec<String> =
+        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    assert_eq!(args, ["--listen", "127.0.0.1:1081", "--listen", "[::1]:1081", "--outgoing-iface", "lo"]);
+    check(&args);
+    // WAN down: no device, so no restriction, and a line in the log.
+    let out = dir.join("down");
+    let events = harness(&config, &out, "start", &up[..2]);
+    let args: Vec<String> =
+        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    assert!(!args.iter().any(|a| a == "--outgoing-iface"), "{args:?}");
+    assert!(events.contains("interface wan has no device"), "{events}");
+    let events = harness(&config, &dir.join("trig"), "triggers", &up);
+    assert_eq!(events.lines().collect::<Vec<_>>(), ["interface_trigger lan", "interface_trigger wan"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

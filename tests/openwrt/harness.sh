@@ -5,7 +5,7 @@
 # parameters to OUTDIR/NAME.params, and what reached procd and the system
 # log in order to OUTDIR/events.
 #   sh harness.sh INIT_SCRIPT UCI_CONFIG_FILE OUTDIR [reload]
-# With "reload", runs reload_service (as `/etc/init.d/socksd reload` does)
+# With "triggers", runs service_triggers. With "reload", runs reload_service (as `/etc/init.d/socksd reload` does)
 # instead of start_service.
 set -eu
 INIT="$1"
@@ -108,6 +108,16 @@ procd_append_param() {
 }
 procd_close_instance() { CUR=""; }
 procd_add_reload_trigger() { :; }
+procd_add_reload_interface_trigger() { event "interface_trigger $1"; }
+
+# --- network.sh: interfaces from NET_<iface>_{IPV4,IPV6,DEVICE}, as
+# netifd would report them; an interface without them is down. ---------
+network_get_ipaddrs() { eval "$1=\${NET_$2_IPV4:-}"; }
+network_get_ipaddrs6() { eval "$1=\${NET_$2_IPV6:-}"; }
+network_get_device() {
+	eval "$1=\${NET_$2_DEVICE:-}"
+	eval "[ -n \"\${NET_$2_DEVICE:-}\" ]"
+}
 procd_send_signal() { event "signal $*"; }
 # rc.common's start, as reload_service calls it.
 start() {
@@ -116,4 +126,8 @@ start() {
 }
 
 . "$INIT"
-if [ "$ACTION" = reload ]; then reload_service; else start_service; fi
+case "$ACTION" in
+reload) reload_service ;;
+triggers) service_triggers ;;
+*) start_service ;;
+esac
