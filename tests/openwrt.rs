@@ -29,7 +29,7 @@ fn instances(config: &Path, out: &Path) -> Vec<(String, Vec<String>)> {
         .unwrap()
         .filter(|e| {
             let name = e.as_ref().unwrap().file_name().into_string().unwrap();
-            !(name.ends_with(".params") || name == "events")
+            !(name.ends_with(".params") || name.ends_with(".data") || name == "events")
         })
         .map(|e| {
             let e = e.unwrap();
@@ -419,5 +419,33 @@ fn interfaces_by_uci_name() {
     assert!(events.contains("interface wan has no device"), "{events}");
     let events = harness(&config, &dir.join("trig"), "triggers", &up);
     assert_eq!(events.lines().collect::<Vec<_>>(), ["interface_trigger lan", "interface_trigger wan"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `option firewall_zone` (opt-in) adds fw4 rules through procd data for
+/// the TCP port and the UDP range, and only when users are configured.
+#[test]
+fn firewall_rules_are_opt_in_and_need_users() {
+    let dir = tmpdir("firewall");
+    let rules = |body: &str, out: &str| {
+        let out = dir.join(out);
+        let events = harness(&write_config(&dir, body), &out, "start", &[]);
+        (std::fs::read_to_string(out.join("main.data")).unwrap(), events)
+    };
+    let (data, _) = rules("\toption port '1081'\n", "none");
+    assert_eq!(data, "", "no rule unless asked");
+    let (data, events) = rules("\toption firewall_zone 'wan'\n", "nousers");
+    assert_eq!(data, "", "no rule without users");
+    assert!(events.contains("needs users"), "{events}");
+    let (data, _) = rules(
+        "\toption firewall_zone 'wan'\n\toption port '1081'\n\toption users_file '/etc/socksd.users'\n\
+         \toption udp_ports '40000-40099'\n",
+        "open",
+    );
+    let want = "open_data\narray firewall\n\
+                object\ntype=rule\nname=socksd-tcp\nsrc=wan\nproto=tcp\ndest_port=1081\ntarget=ACCEPT\nend_object\n\
+                object\ntype=rule\nname=socksd-udp\nsrc=wan\nproto=udp\ndest_port=40000-40099\ntarget=ACCEPT\nend_object\n\
+                end_array\nclose_data\n";
+    assert_eq!(data, want);
     std::fs::remove_dir_all(&dir).unwrap();
 }

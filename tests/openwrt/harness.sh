@@ -86,6 +86,7 @@ procd_open_instance() {
 	CUR="$OUT/$1"
 	: >"$CUR"
 	: >"$CUR.params"
+	: >"$CUR.data"
 }
 procd_set_param() {
 	if [ "$1" = command ]; then
@@ -108,6 +109,14 @@ procd_append_param() {
 }
 procd_close_instance() { CUR=""; }
 procd_add_reload_trigger() { :; }
+# procd data (firewall rules): every call, in order, to OUTDIR/NAME.data.
+procd_open_data() { echo "open_data" >>"$CUR.data"; }
+procd_close_data() { echo "close_data" >>"$CUR.data"; }
+json_add_array() { echo "array $1" >>"$CUR.data"; }
+json_close_array() { echo "end_array" >>"$CUR.data"; }
+json_add_object() { echo "object" >>"$CUR.data"; }
+json_close_object() { echo "end_object" >>"$CUR.data"; }
+json_add_string() { echo "$1=$2" >>"$CUR.data"; }
 procd_add_reload_interface_trigger() { event "interface_trigger $1"; }
 
 # --- network.sh: interfaces from NET_<iface>_{IPV4,IPV6,DEVICE}, as
