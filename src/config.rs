@@ -69,6 +69,9 @@ pub struct Config {
     pub reuse_port: bool,
     /// -v minus -q; 0 is the default level (info).
     pub verbosity: i32,
+    /// `--log-procd`: info and below to stdout, warnings and errors to
+    /// stderr, without the program-name prefix (procd adds it).
+    pub log_procd: bool,
 }
 
 /// CPUs this process may run on (its affinity mask, which a cpuset or
@@ -118,6 +121,7 @@ impl Default for Config {
             keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE)),
             reuse_port: false,
             verbosity: 0,
+            log_procd: false,
         }
     }
 }
@@ -269,6 +273,13 @@ const FLAGS: &[Flag] = &[
     ),
     flag("v", "verbose", Count, "", "more logging (repeatable); RUST_LOG also honoured"),
     flag("q", "quiet", Count, "", "less logging (repeatable)"),
+    flag(
+        "",
+        "log-procd",
+        Nothing,
+        "",
+        "for procd (OpenWrt): info to stdout, warnings and errors to stderr, no 'socksd:' prefix",
+    ),
     flag("h", "help", Nothing, "", "print this help and exit"),
     flag("V", "version", Nothing, "", "print the version and exit"),
 ];
@@ -558,6 +569,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     }
     c.udp_full_cone = m.opt_present("udp-full-cone");
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
+    c.log_procd = m.opt_present("log-procd");
     if m.opt_present("check") {
         return Ok(Action::Check(Box::new(c)));
     }

@@ -392,3 +392,56 @@ fn bench_tool_has_a_version_and_plain_numbers() {
     let line = String::from_utf8(out.stdout).unwrap();
     assert!(line.contains("rss_before_kib=") && !line.contains("Some("), "{line}");
 }
+
+/// --log-procd: procd files stdout at level info and stderr at err and
+/// tags lines itself, so info goes to stdout and warnings to stderr,
+/// without the "socksd:" prefix; without the flag, a terminal user sees
+/// everything on stderr, prefixed.
+#[test]
+fn log_procd_splits_levels_between_stdout_and_stderr() {
+    use std::io::Read;
+    for procd in [true, false] {
+        let mut args = vec!["--listen", "0.0.0.0:0", "--threads", "1"];
+        if procd {
+            args.push("--log-procd");
+        }
+        let mut child = common::program(BIN)
+            .args(&args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let mut err_text = String::new();
+        let mut buf = [0u8; 4096];
+        let end = Instant::now() + common::IO_TIMEOUT;
+        // Stop once the open-proxy warning and the startup lines are out.
+        while !(err_text.contains("open proxy") && (procd || err_text.contains("listening on"))) {
+            assert!(Instant::now() < end, "no warning: {err_text}");
+            let n = err.read(&mut buf).unwrap();
+            assert!(n > 0, "stderr closed: {err_text}");
+            err_text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        // SAFETY: kill has no memory effects; the pid is our own child's.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        child.wait().unwrap();
+        let out_text = reader.join().unwrap();
+        if procd {
+            assert!(out_text.lines().any(|l| l.starts_with("info: listening on ")), "stdout: {out_text}");
+            assert!(err_text.lines().any(|l| l.starts_with("warn: ") && l.contains("open proxy")), "{err_text}");
+            assert!(!err_text.contains("info:") && !out_text.contains("warn:"), "{out_text} / {err_text}");
+            assert!(!out_text.contains("socksd:") && !err_text.contains("socksd:"), "no prefix");
+        } else {
+            assert_eq!(out_text, "", "nothing on stdout");
+            assert!(err_text.lines().any(|l| l.starts_with("socksd: info: listening on ")), "{err_text}");
+            assert!(err_text.lines().any(|l| l.starts_with("socksd: warn: ")), "{err_text}");
+        }
+    }
+}

@@ -170,12 +170,13 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "--no-splice",
         "-v",
         "-v",
+        "--log-procd",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     assert_eq!(main, &want);
-    assert_eq!(got[0].1, ["--listen", "10.0.0.1:1081", "-q"]);
+    assert_eq!(got[0].1, ["--listen", "10.0.0.1:1081", "-q", "--log-procd"]);
     for (_, args) in &got {
         check(args);
     }
@@ -230,6 +231,7 @@ fn option_form_of_every_repeatable_setting() {
         "0.0.0.0/0",
         "--deny-dest",
         "self",
+        "--log-procd",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -239,7 +241,7 @@ fn option_form_of_every_repeatable_setting() {
     // Both forms in one file: a list stays a list of all its items.
     let config = write_config(&dir, "\tlist user 'a:1'\n\tlist user 'b:2'\n\toption listen '127.0.0.1:1081'\n");
     let got = instances(&config, &dir.join("out2"));
-    assert_eq!(got[0].1, ["--listen", "127.0.0.1:1081", "--user", "a:1", "--user", "b:2"]);
+    assert_eq!(got[0].1, ["--listen", "127.0.0.1:1081", "--user", "a:1", "--user", "b:2", "--log-procd"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -408,7 +410,7 @@ fn interfaces_by_uci_name() {
     harness(&config, &out, "start", &up);
     let args: Vec<String> =
         std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
-    assert_eq!(args, ["--listen", "127.0.0.1:1081", "--listen", "[::1]:1081", "--outgoing-iface", "lo"]);
+    assert_eq!(args, ["--listen", "127.0.0.1:1081", "--listen", "[::1]:1081", "--outgoing-iface", "lo", "--log-procd"]);
     check(&args);
     // WAN down: no device, so no restriction, and a line in the log.
     let out = dir.join("down");
