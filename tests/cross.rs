@@ -10,11 +10,9 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::mpsc;
 
 const PROFILES: [&str; 2] = ["release", "router"];
 
@@ -66,26 +64,7 @@ fn wanted(triple: &str) -> Option<Vec<PathBuf>> {
 
 /// Starts the binary under qemu on a free loopback port.
 fn start_emulated(triple: &str, bin: &PathBuf) -> (ChildGuard, SocketAddr) {
-    let mut child = std::process::Command::new(qemu(triple))
-        .arg(bin)
-        .args(["--listen", "127.0.0.1:0", "--threads", "1"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (qemu-user-static installed?)", qemu(triple)));
-    let err = child.stderr.take().unwrap();
-    let guard = ChildGuard(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("socksd: info: listening on ") {
-                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| panic!("{} did not start", bin.display()));
-    (guard, addr)
+    serve(std::process::Command::new(qemu(triple)).arg(bin).args(["--listen", "127.0.0.1:0", "--threads", "1"]))
 }
 
 fn smoke(triple: &str) {

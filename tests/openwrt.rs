@@ -194,8 +194,7 @@ fn shipped_config_is_accepted_once_enabled() {
     std::fs::write(&config, text).unwrap();
     let out = dir.join("out");
     harness(&config, &out, "start", &[("NET_lan_IPV4", "127.0.0.1")]);
-    let args: Vec<String> =
-        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    let args: Vec<String> = main_args(&out);
     assert!(args.windows(2).any(|w| w == ["--listen", "127.0.0.1:1080"]), "listens on the LAN's address: {args:?}");
     assert!(args.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
     check(&args);
@@ -299,12 +298,7 @@ fn reload_signals_before_it_starts() {
     let dir = tmpdir("reload");
     let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n");
     let out = dir.join("out");
-    let st = Command::new("sh")
-        .args([HARNESS, INIT, config.to_str().unwrap(), out.to_str().unwrap(), "reload"])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let events = std::fs::read_to_string(out.join("events")).unwrap();
+    let events = harness(&config, &out, "reload", &[]);
     assert_eq!(events.lines().collect::<Vec<_>>(), ["signal socksd * HUP", "start"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -314,7 +308,6 @@ fn reload_signals_before_it_starts() {
 /// --outgoing-iface (SO_BINDTODEVICE needs no privilege since Linux 5.7).
 #[test]
 fn serves_as_an_unprivileged_user_without_capabilities() {
-    use std::io::{BufRead, BufReader};
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("SKIP: needs root and setpriv (util-linux) to drop to nobody");
@@ -333,28 +326,8 @@ fn serves_as_an_unprivileged_user_without_capabilities() {
     if let Some(e) = common::emulator() {
         cmd.arg(e);
     }
-    let mut child = cmd
-        .arg(BIN)
-        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--outgoing-iface", "lo"])
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let err = child.stderr.take().unwrap();
-    let _guard = common::ChildGuard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let proxy = loop {
-        let line = rx.recv_timeout(common::IO_TIMEOUT).expect("socksd did not start as nobody");
-        if let Some(a) = line.strip_prefix("socksd: info: listening on ") {
-            break a.parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
+    let (_guard, proxy) =
+        common::serve(cmd.arg(BIN).args(["--listen", "127.0.0.1:0", "--threads", "1", "--outgoing-iface", "lo"]));
     let echo = common::echo_server("127.0.0.1:0");
     let (mut s, rep, _) = common::s5_connect(proxy, &common::addr_bytes(echo));
     assert_eq!(rep, 0);
@@ -378,6 +351,11 @@ fn feed_test_script_checks_version_and_flags() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(!run("9.9.9").status.success(), "a wrong version fails");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The "main" instance's arguments after the program, from a harness run.
+fn main_args(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect()
 }
 
 /// Runs the harness with `action` and interface state in `net`
@@ -408,15 +386,13 @@ fn interfaces_by_uci_name() {
     ];
     let out = dir.join("up");
     harness(&config, &out, "start", &up);
-    let args: Vec<String> =
-        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    let args: Vec<String> = main_args(&out);
     assert_eq!(args, ["--listen", "127.0.0.1:1081", "--listen", "[::1]:1081", "--outgoing-iface", "lo", "--log-procd"]);
     check(&args);
     // WAN down: no device, so no restriction, and a line in the log.
     let out = dir.join("down");
     let events = harness(&config, &out, "start", &up[..2]);
-    let args: Vec<String> =
-        std::fs::read_to_string(out.join("main")).unwrap().lines().skip(1).map(String::from).collect();
+    let args: Vec<String> = main_args(&out);
     assert!(!args.iter().any(|a| a == "--outgoing-iface"), "{args:?}");
     assert!(events.contains("interface wan has no device"), "{events}");
     let events = harness(&config, &dir.join("trig"), "triggers", &up);

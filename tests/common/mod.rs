@@ -322,6 +322,30 @@ pub fn program_sh(path: &str) -> String {
     }
 }
 
+/// Starts a socksd command line (its `--listen` port 0) and waits for its
+/// first "listening on" line: the process, stopped on drop, and where.
+pub fn serve(cmd: &mut std::process::Command) -> (ChildGuard, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let err = child.stderr.take().unwrap();
+    let guard = ChildGuard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in io::BufReader::new(err).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("socksd: info: listening on ") {
+                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| panic!("{cmd:?} did not start"));
+    (guard, addr)
+}
+
 /// Under emulation, a test that cannot run there says why and passes.
 pub fn skip_under_emulation(test: &str, why: &str) -> bool {
     if emulator().is_some() {
