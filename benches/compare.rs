@@ -8,7 +8,7 @@
 //! Connection-rate runs leave sockets in TIME_WAIT; runs are kept to a few
 //! seconds with pauses between them.
 
-use socksd::loadgen::{self, Direction, Percentiles, Route, Targets};
+use socksd_bench::{self as loadgen, Direction, Percentiles, Route, Targets};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

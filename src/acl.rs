@@ -73,10 +73,13 @@ impl fmt::Display for Cidr {
 /// The rules from `--allow`, `--allow-dest` and `--deny-dest`.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
+    /// `--allow`: client networks served (all when empty).
     pub allow: Vec<Cidr>,
+    /// `--allow-dest`: destinations allowed (all when empty).
     pub allow_dest: Vec<Cidr>,
+    /// `--deny-dest`: destinations refused, before `allow_dest`.
     pub deny_dest: Vec<Cidr>,
-    /// `--deny-dest self`: every address of this host (see [`crate::host`]).
+    /// `--deny-dest self`: every address of this host, asked of the kernel when a rule is checked.
     pub deny_self: bool,
 }
 

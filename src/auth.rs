@@ -9,8 +9,11 @@ use std::path::Path;
 pub const MAX_USERS_FILE: u64 = 1 << 20;
 
 #[derive(Clone, PartialEq, Eq)]
+/// One user for RFC 1929 username/password authentication.
 pub struct User {
+    /// The user name, as sent on the wire.
     pub name: Vec<u8>,
+    /// The password, as sent on the wire.
     pub pass: Vec<u8>,
 }
 

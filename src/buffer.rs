@@ -31,6 +31,7 @@ impl Pool {
     }
 
     /// Buffers currently idle in the pool.
+    #[cfg(test)]
     pub fn idle(&self) -> usize {
         self.free.len()
     }

@@ -1,20 +1,26 @@
-//! Command-line flags: the only way to configure socksd (routers run it
-//! from an init script; there is no config file).
+//! The configuration the server runs with ([`Config`]), made from the
+//! command line by [`parse_args`], which checks every value: flags are
+//! the only way to configure socksd (routers run it from an init script;
+//! there is no config file). The flag table itself is in `flags.rs`.
 
 use crate::acl::{Acl, Cidr};
 use crate::auth::{self, User};
-use getopts::Options;
+use crate::flags::{self, Takes, FLAGS};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Where socksd listens without `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1080";
+/// The relay buffer size without `--buffer-size`.
 pub const DEFAULT_BUFFER: usize = 16 * 1024;
 /// A relay buffer also holds the handshake, whose longest message (SOCKS4a
 /// with a 255-byte user id and a 255-byte domain) is 520 bytes.
 pub const MIN_BUFFER: usize = 1024;
+/// The largest `--buffer-size`.
 pub const MAX_BUFFER: usize = 1 << 20;
 const MAX_THREADS: usize = 256;
+/// TCP keepalive idle seconds without `--keepalive`.
 pub const DEFAULT_KEEPALIVE: u64 = 60;
 const MAX_SECONDS: u64 = 86_400;
 
@@ -23,26 +29,37 @@ const MAX_SECONDS: u64 = 86_400;
 /// implied: tests set `listen` themselves.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `--listen`: addresses to serve (port 0 picks one).
     pub listen: Vec<SocketAddr>,
+    /// `--threads`: reactor threads.
     pub threads: usize,
     /// Users from --user flags.
     pub users: Vec<User>,
+    /// `--users-file`: read at start and on SIGHUP.
     pub users_file: Option<PathBuf>,
     /// Users read from --users-file at start (SIGHUP re-reads the file).
     pub file_users: Vec<User>,
+    /// `--no-socks4`.
     pub no_socks4: bool,
+    /// `--outgoing`: source address of outgoing connections.
     pub outgoing: Option<IpAddr>,
+    /// `--outgoing-iface`: interface outgoing connections are bound to.
     pub outgoing_iface: Option<String>,
     /// `None`: derived from RLIMIT_NOFILE at start.
     pub max_conns: Option<usize>,
+    /// `--handshake-timeout`.
     pub handshake_timeout: Duration,
+    /// `--connect-timeout`: for all of a target's addresses together.
     pub connect_timeout: Duration,
     /// `None`: relays never idle out.
     pub idle_timeout: Option<Duration>,
+    /// `--buffer-size`: bytes per relay buffer.
     pub buffer_size: usize,
     /// Relay through splice(2) and pooled pipes instead of copying.
     pub splice: bool,
+    /// `--no-bind`.
     pub no_bind: bool,
+    /// `--no-udp`.
     pub no_udp: bool,
     /// How long a BIND listener waits for its one peer.
     pub bind_timeout: Duration,
@@ -74,28 +91,11 @@ pub struct Config {
     pub log_procd: bool,
 }
 
-/// CPUs this process may run on (its affinity mask, which a cpuset or
-/// `taskset` narrows). Not `std::thread::available_parallelism`: its
-/// cgroup-quota parsing costs 13 KB of binary, and a router has no quota.
-fn cpus() -> usize {
-    // SAFETY: `set` is a plain bitmask struct on our stack; the kernel
-    // writes at most size_of::<cpu_set_t>() bytes into it.
-    let n = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            libc::CPU_COUNT(&set) as usize
-        } else {
-            0
-        }
-    };
-    n.max(1)
-}
-
 impl Default for Config {
     fn default() -> Config {
         Config {
             listen: vec![DEFAULT_LISTEN.parse().unwrap()],
-            threads: cpus(),
+            threads: crate::sys::cpus(),
             users: Vec::new(),
             users_file: None,
             file_users: Vec::new(),
@@ -129,10 +129,13 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Action {
+    /// Serve with this configuration.
     Run(Box<Config>),
     /// `--check`: validate and exit.
     Check(Box<Config>),
+    /// Print this help text.
     Help(String),
+    /// Print the version.
     Version,
 }
 
@@ -140,228 +143,11 @@ pub enum Action {
 #[derive(Debug, PartialEq, Eq)]
 pub struct ArgError(pub String);
 
-/// How a flag takes its value, as getopts knows it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Takes {
-    /// `--check`
-    Nothing,
-    /// `-v -v`
-    Count,
-    /// `--threads N`
-    One,
-    /// `--listen A --listen B`
-    Many,
-}
-
-/// One command-line flag. This table is the one list of flags: the parser,
-/// `--help` and the missing-value check are all made from it.
-struct Flag {
-    /// `Some` on the first flag of a `--help` group: the group's heading.
-    group: Option<&'static str>,
-    short: &'static str,
-    long: &'static str,
-    takes: Takes,
-    hint: &'static str,
-    help: &'static str,
-}
-
-const fn flag(short: &'static str, long: &'static str, takes: Takes, hint: &'static str, help: &'static str) -> Flag {
-    Flag { group: None, short, long, takes, hint, help }
-}
-
-const fn heading(title: &'static str, f: Flag) -> Flag {
-    Flag { group: Some(title), ..f }
-}
-
-use Takes::{Count, Many, Nothing, One};
-
-const FLAGS: &[Flag] = &[
-    heading(
-        "Listening",
-        flag("l", "listen", Many, "ADDR:PORT", "listen address, repeatable; IPv6 as [::1]:1080 (default 127.0.0.1:1080)"),
-    ),
-    flag("t", "threads", One, "N", "reactor threads (default: number of CPUs)"),
-    flag(
-        "",
-        "max-conns",
-        One,
-        "N",
-        "cap on simultaneous client connections (default: a quarter of RLIMIT_NOFILE, less a reserve)",
-    ),
-    flag(
-        "",
-        "max-conns-per-ip",
-        One,
-        "N",
-        "cap per client IPv4 address or IPv6 /64; 0 = none (default: half of --max-conns)",
-    ),
-    flag("", "reuse-port", Nothing, "", "share the listen ports with other socksd processes started with --reuse-port"),
-    heading(
-        "Authentication",
-        flag(
-            "u",
-            "user",
-            Many,
-            "NAME:PASSWORD",
-            "add a user, repeatable; with any user configured SOCKS5 requires username/password and SOCKS4/4a requests are refused",
-        ),
-    ),
-    flag(
-        "",
-        "users-file",
-        One,
-        "PATH",
-        "add users from a file of NAME:PASSWORD lines (# comment lines); re-read on SIGHUP",
-    ),
-    flag("", "auth-once", Nothing, "", "a client IP that authenticated once may then connect without a password"),
-    heading(
-        "Access control",
-        flag("", "allow", Many, "CIDR", "serve only clients from this network, repeatable (default: all)"),
-    ),
-    flag("", "allow-dest", Many, "CIDR", "allow only destinations in this network, repeatable (default: all)"),
-    flag(
-        "",
-        "deny-dest",
-        Many,
-        "CIDR|self",
-        "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
-    ),
-    flag("", "no-socks4", Nothing, "", "refuse SOCKS4 and SOCKS4a"),
-    flag("", "no-bind", Nothing, "", "refuse BIND (SOCKS4 and SOCKS5)"),
-    flag("", "no-udp", Nothing, "", "refuse UDP ASSOCIATE"),
-    heading("Outgoing connections", flag("b", "outgoing", One, "ADDR", "source address for outgoing connections")),
-    flag(
-        "",
-        "outgoing-iface",
-        One,
-        "IFACE",
-        "send outgoing connections through this interface (SO_BINDTODEVICE, Linux)",
-    ),
-    heading(
-        "Timeouts, in seconds (fractions allowed)",
-        flag("", "handshake-timeout", One, "S", "to finish greeting/auth/request (default 10)"),
-    ),
-    flag("", "connect-timeout", One, "S", "to resolve and connect to the target (default 10)"),
-    flag("", "idle-timeout", One, "S", "close a relay idle this long; 0 = never (default 0)"),
-    flag("", "bind-timeout", One, "S", "a BIND waits for its peer (default 60)"),
-    flag("", "keepalive", One, "S", "TCP keepalive: first probe after this idle time; 0 = off (default 60)"),
-    heading("UDP", flag("", "udp-advertise", One, "ADDR", "address given to clients as the UDP relay address")),
-    flag("", "udp-ports", One, "LOW-HIGH", "take UDP relay ports from this range, to forward them"),
-    flag(
-        "",
-        "udp-ports-per-ip",
-        One,
-        "N",
-        "--udp-ports ports one client may hold; 0 = no limit (default: a quarter of the range)",
-    ),
-    flag(
-        "",
-        "udp-full-cone",
-        Nothing,
-        "",
-        "accept UDP replies from any address (default: only from addresses the client sent to)",
-    ),
-    heading(
-        "Relay",
-        flag("", "buffer-size", One, "BYTES", "relay buffer per direction in bytes, 1024 to 1048576 (default 16384)"),
-    ),
-    flag("", "splice", Nothing, "", "relay with splice(2) through pooled pipes (default on Linux)"),
-    flag("", "no-splice", Nothing, "", "relay by copying through --buffer-size buffers"),
-    heading(
-        "Other",
-        flag("", "check", Nothing, "", "check the flags (users file, interface) and exit without serving"),
-    ),
-    flag("v", "verbose", Count, "", "more logging (repeatable); RUST_LOG also honoured"),
-    flag("q", "quiet", Count, "", "less logging (repeatable)"),
-    flag(
-        "",
-        "log-procd",
-        Nothing,
-        "",
-        "for procd (OpenWrt): info to stdout, warnings and errors to stderr, no 'socksd:' prefix",
-    ),
-    flag("h", "help", Nothing, "", "print this help and exit"),
-    flag("V", "version", Nothing, "", "print the version and exit"),
-];
-
-fn options() -> Options {
-    let mut o = Options::new();
-    for f in FLAGS {
-        match f.takes {
-            Nothing => o.optflag(f.short, f.long, f.help),
-            Count => o.optflagmulti(f.short, f.long, f.help),
-            One => o.optopt(f.short, f.long, f.help, f.hint),
-            Many => o.optmulti(f.short, f.long, f.help, f.hint),
-        };
-    }
-    o
-}
-
-/// Where descriptions start in `--help`, and the line width they wrap at.
-const HELP_INDENT: usize = 24;
-const HELP_WIDTH: usize = 78;
-
-/// The `--help` text: GNU-style aligned lines under headings. Written here
-/// rather than by getopts' formatter, which costs 12 KB of binary.
-pub fn usage() -> String {
-    let mut s = String::from("Usage: socksd [OPTIONS]\n\nA SOCKS4, SOCKS4a and SOCKS5 proxy server.\n");
-    for f in FLAGS {
-        if let Some(title) = f.group {
-            s.push('\n');
-            s.push_str(title);
-            s.push_str(":\n");
-        }
-        let start = s.len();
-        s.push_str(if f.short.is_empty() { "        " } else { "    -" });
-        if !f.short.is_empty() {
-            s.push_str(f.short);
-            s.push_str(", ");
-        }
-        s.push_str("--");
-        s.push_str(f.long);
-        if !f.hint.is_empty() {
-            s.push(' ');
-            s.push_str(f.hint);
-        }
-        let mut col = s.len() - start;
-        if col >= HELP_INDENT {
-            s.push('\n');
-            col = 0;
-        }
-        for (i, word) in f.help.split(' ').enumerate() {
-            if i > 0 && col + 1 + word.len() > HELP_WIDTH {
-                s.push('\n');
-                col = 0;
-            }
-            if col < HELP_INDENT {
-                s.extend(std::iter::repeat_n(' ', HELP_INDENT - col));
-                col = HELP_INDENT;
-            } else {
-                s.push(' ');
-                col += 1;
-            }
-            s.push_str(word);
-            col += word.len();
-        }
-        s.push('\n');
-    }
-    s.push_str(
-        "\nExamples:\n    socksd --listen 127.0.0.1:1080\n    \
-         socksd -l 0.0.0.0:1080 -l [::]:1080 --users-file /etc/socksd.users --deny-dest self\n\n\
-         Signals: SIGINT/SIGTERM stop cleanly; SIGHUP re-reads --users-file and forgets\n\
-         --auth-once addresses.\n\
-         See socksd(8).\n",
-    );
-    s
-}
-
 /// Checks what flags alone cannot: that `--outgoing-iface` names an
 /// interface that exists here.
 pub fn validate(cfg: &Config) -> Result<(), String> {
     if let Some(iface) = &cfg.outgoing_iface {
-        let name = std::ffi::CString::new(iface.as_str()).map_err(|_| format!("bad interface name '{iface}'"))?;
-        // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
-        if unsafe { libc::if_nametoindex(name.as_ptr()) } == 0 {
+        if !crate::sys::interface_exists(iface) {
             return Err(format!("--outgoing-iface: no interface named '{iface}'"));
         }
     }
@@ -409,48 +195,19 @@ fn port_range(v: &str) -> Result<(u16, u16), ArgError> {
     Ok((lo, hi))
 }
 
-/// `--name` for a getopts option name (`-n` for one letter).
-fn dashed(name: &str) -> String {
-    if name.len() == 1 {
-        format!("-{name}")
-    } else {
-        format!("--{name}")
-    }
-}
-
-/// getopts' errors, in socksd's words.
-fn getopts_error(e: getopts::Fail) -> ArgError {
-    use getopts::Fail;
-    ArgError(match e {
-        Fail::UnrecognizedOption(o) => format!("unknown option '{}'", dashed(&o)),
-        Fail::ArgumentMissing(o) => format!("{} needs a value", dashed(&o)),
-        Fail::OptionDuplicated(o) => format!("{} given more than once", dashed(&o)),
-        Fail::UnexpectedArgument(o) => format!("{} takes no value", dashed(&o)),
-        Fail::OptionMissing(o) => format!("{} is required", dashed(&o)),
-    })
-}
-
-/// A value that is really the next flag (`--listen --check`): getopts
-/// would take it as the value. A leading `-` and a digit (a negative
-/// number) is left to the value's own check.
-fn looks_like_flag(v: &str) -> bool {
-    let b = v.as_bytes();
-    b.len() >= 2 && b[0] == b'-' && (b[1] == b'-' || b[1].is_ascii_alphabetic())
-}
-
 /// Parses the arguments after the program name.
 pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgError> {
-    let opts = options();
-    let m = opts.parse(args).map_err(getopts_error)?;
-    for f in FLAGS.iter().filter(|f| matches!(f.takes, One | Many)) {
+    let opts = flags::options();
+    let m = opts.parse(args).map_err(|e| ArgError(flags::getopts_error(e)))?;
+    for f in FLAGS.iter().filter(|f| matches!(f.takes, Takes::One | Takes::Many)) {
         for v in m.opt_strs(f.long) {
-            if looks_like_flag(&v) {
+            if flags::looks_like_flag(&v) {
                 return Err(ArgError(format!("--{} needs a value, not the flag '{v}'", f.long)));
             }
         }
     }
     if m.opt_present("h") {
-        return Ok(Action::Help(usage()));
+        return Ok(Action::Help(flags::usage()));
     }
     if m.opt_present("V") {
         return Ok(Action::Version);
@@ -691,7 +448,7 @@ mod tests {
 
     #[test]
     fn help_lists_every_flag() {
-        let h = usage();
+        let h = crate::flags::usage();
         for f in [
             "--listen",
             "--threads",

@@ -51,14 +51,7 @@ impl Drop for Fds {
 
 /// The soft RLIMIT_NOFILE (1024 if it cannot be read).
 pub fn nofile() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct we pass, which lives on our stack.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    if ok {
-        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-    } else {
-        1024
-    }
+    crate::sys::nofile().unwrap_or(1024)
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@
 //! thread for [`FRESH`], so a burst to one destination costs one check.
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::ffi::CStr;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a locality answer is trusted: an address added to an
@@ -98,13 +97,13 @@ pub fn sibling_addr(near: IpAddr, want_v4: bool) -> Option<IpAddr> {
     let mut iface: Option<Vec<u8>> = None;
     let mut found: Option<IpAddr> = None;
     // Two passes over one snapshot: find the interface, then its address.
-    each_addr(|name, ip| {
+    crate::sys::each_interface_addr(|name, ip| {
         if iface.is_none() && ip == near {
             iface = Some(name.to_vec());
         }
     });
     let iface = iface?;
-    each_addr(|name, ip| {
+    crate::sys::each_interface_addr(|name, ip| {
         let usable = match ip {
             IpAddr::V4(_) => want_v4,
             IpAddr::V6(v6) => !want_v4 && (v6.segments()[0] & 0xffc0) != 0xfe80,
@@ -114,46 +113,6 @@ pub fn sibling_addr(near: IpAddr, want_v4: bool) -> Option<IpAddr> {
         }
     });
     found
-}
-
-/// Calls `f(interface name, address)` for every IPv4 and IPv6 address of
-/// every interface.
-fn each_addr(mut f: impl FnMut(&[u8], IpAddr)) {
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `list`, which we free below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return;
-    }
-    let mut cur = list;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, alive
-        // until freeifaddrs; its name is a NUL-terminated string.
-        let (name, sa) = unsafe { (CStr::from_ptr((*cur).ifa_name).to_bytes(), (*cur).ifa_addr) };
-        if !sa.is_null() {
-            // SAFETY: a non-null ifa_addr points at a sockaddr whose family
-            // field tells its real type; we read only that type's bytes.
-            let ip = unsafe {
-                match (*sa).sa_family as libc::c_int {
-                    libc::AF_INET => {
-                        let sin = &*(sa as *const libc::sockaddr_in);
-                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
-                    }
-                    libc::AF_INET6 => {
-                        let sin6 = &*(sa as *const libc::sockaddr_in6);
-                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(ip) = ip {
-                f(name, ip);
-            }
-        }
-        // SAFETY: as above; ifa_next is null at the end of the list.
-        cur = unsafe { (*cur).ifa_next };
-    }
-    // SAFETY: `list` came from getifaddrs and is freed exactly once.
-    unsafe { libc::freeifaddrs(list) };
 }
 
 #[cfg(test)]

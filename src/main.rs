@@ -3,7 +3,9 @@
 
 use log::{error, info, LevelFilter};
 use socksd::config::{self, Action};
-use socksd::signals::{self, Signal};
+mod signals;
+
+use signals::Signal;
 use socksd::{auth, Server};
 use std::io::Write;
 use std::process::exit;

@@ -18,7 +18,9 @@ pub enum Parsed<T> {
 /// domain name (borrowed from the input buffer) and a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Addr<'a> {
+    /// An IPv4 or IPv6 address and port.
     Ip(std::net::SocketAddr),
+    /// A domain name (as sent, unchecked) and port.
     Domain(&'a [u8], u16),
 }
 

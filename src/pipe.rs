@@ -8,8 +8,9 @@
 //! it is drained.
 
 use crate::fds::{self, Fds};
+use crate::sys::{self, splice};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Pipes open in this process (pooled or in use): two descriptors each.
@@ -31,17 +32,10 @@ impl Pipe {
     /// two more: the relay then copies instead.
     fn new(size: usize) -> io::Result<Pipe> {
         let budget = fds::take(2).ok_or_else(|| io::Error::from_raw_os_error(libc::EMFILE))?;
-        let mut fds = [0 as RawFd; 2];
-        // SAFETY: pipe2 writes two descriptors into the array we pass.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
-        let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (rd, wr) = sys::pipe()?;
         if size > 0 {
             // Best effort: a larger pipe means fewer splice calls per byte.
-            // SAFETY: fcntl on a descriptor we own; F_SETPIPE_SZ takes an int.
-            unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+            sys::set_pipe_size(wr.as_raw_fd(), size);
         }
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Pipe { rd, wr, _budget: budget })
@@ -51,29 +45,6 @@ impl Pipe {
 impl Drop for Pipe {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// splice(2) between a socket and a pipe end, non-blocking. `Ok(0)` from a
-/// socket is EOF.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    // SAFETY: both descriptors are open for the duration of the call (the
-    // caller borrows their owners); null offsets mean "current position",
-    // as splice requires for sockets and pipes.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
     }
 }
 

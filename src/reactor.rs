@@ -2,18 +2,15 @@
 //! slab of connections, a buffer pool and a deadline queue. Edge-triggered
 //! throughout; nothing here blocks except `poll` itself.
 
-use crate::buffer::Pool;
 use crate::clients::Kind;
-use crate::connection::{token, Conn, ROLE_BITS};
+use crate::connection::{Closed, Conn};
+use crate::core::{Core, Shared};
 use crate::fds;
-use crate::host::LocalCache;
-use crate::pipe::PipePool;
 use crate::resolver::Answer;
-use crate::server::Shared;
-use crate::timer::Timers;
+use crate::token::{self, Owner, Role};
 use log::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll};
 use slab::Slab;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -22,50 +19,12 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const WAKER: Token = Token(usize::MAX);
-/// Listener tokens sit at the top of the token space, far above any
-/// `key << ROLE_BITS | role`.
-const LISTENER_BASE: usize = usize::MAX / 2;
 /// How long accepting pauses when the process is out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 const EMFILE_LOG_EVERY: Duration = Duration::from_secs(60);
-/// Spare buffers a thread keeps after a burst (1 MiB at the default
-/// size); beyond that, returned buffers are freed.
-const POOL_KEEP: usize = 64;
-/// Capacity asked of each splice pipe, and how many idle pipes a thread
-/// keeps (each is two descriptors).
-const PIPE_SIZE: usize = 256 * 1024;
-const PIPES_KEEP: usize = 32;
-/// Scratch space for discarded input (and whole datagrams).
-const SCRATCH: usize = 64 * 1024;
 
-/// What connection handlers may touch besides their own state.
-pub struct Core {
-    pub shared: Arc<Shared>,
-    pub index: usize,
-    pub pool: Pool,
-    /// Pipes for the splice path; `None` when it is off.
-    pub pipes: Option<PipePool>,
-    pub timers: Timers,
-    /// Connections whose relay budget ran out, to resume next round.
-    pub ready: Vec<usize>,
-    pub now: Instant,
-    pub scratch: Box<[u8]>,
-    /// Bytes one direction may move before yielding to other connections.
-    pub budget: usize,
-    /// Recent answers to "is this address the host itself?" (`self`).
-    pub local: LocalCache,
-}
-
-impl Core {
-    /// The destination rules, `--deny-dest self` included, for `addr`.
-    pub fn dest_allowed(&mut self, addr: SocketAddr) -> bool {
-        let (now, local) = (self.now, &mut self.local);
-        self.shared.cfg.acl.dest_allowed_at(addr, |a| local.is_local(a, now))
-    }
-}
-
-pub struct Reactor {
+/// One thread's event loop and the connections it owns.
+pub(crate) struct Reactor {
     poll: Poll,
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
@@ -78,7 +37,7 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(
+    pub(crate) fn new(
         index: usize,
         poll: Poll,
         mut listeners: Vec<TcpListener>,
@@ -86,35 +45,21 @@ impl Reactor {
         shared: Arc<Shared>,
     ) -> std::io::Result<Reactor> {
         for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry().register(l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry().register(l, token::listener(i), Interest::READABLE)?;
         }
-        let size = shared.cfg.buffer_size;
-        let core = Core {
-            index,
-            pool: Pool::new(size, POOL_KEEP),
-            pipes: shared.cfg.splice.then(|| PipePool::new(PIPE_SIZE, PIPES_KEEP)),
-            timers: Timers::with_capacity(1024),
-            ready: Vec::with_capacity(256),
-            now: Instant::now(),
-            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-            // Per direction and round: four buffers' or pipes' worth.
-            budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
-            local: LocalCache::default(),
-            shared,
-        };
         Ok(Reactor {
             poll,
             listeners,
             conns: Slab::with_capacity(1024),
             answers,
-            core,
+            core: Core::new(index, shared),
             next_id: 0,
             accept_paused: None,
             emfile_logged: None,
         })
     }
 
-    pub fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut resume: Vec<usize> = Vec::with_capacity(256);
         while !self.core.shared.stop.load(Ordering::Acquire) {
@@ -128,19 +73,17 @@ impl Reactor {
             }
             self.core.now = Instant::now();
             for ev in events.iter() {
-                match ev.token() {
-                    WAKER => {}
-                    Token(t) if t >= LISTENER_BASE => {
+                match token::decode(ev.token()) {
+                    Owner::Waker | Owner::Unknown => {}
+                    Owner::Listener(i) => {
                         if self.accept_paused.is_none() {
-                            self.accept(t - LISTENER_BASE);
+                            self.accept(i);
                         }
                     }
-                    Token(t) => {
-                        let key = t >> ROLE_BITS;
-                        let role = t & ((1 << ROLE_BITS) - 1);
+                    Owner::Conn(key, role) => {
                         if let Some(c) = self.conns.get_mut(key) {
-                            if c.on_event(role, ev, &mut self.core, self.poll.registry()).is_err() {
-                                self.close(key);
+                            if let Err(why) = c.on_event(role, ev, &mut self.core, self.poll.registry()) {
+                                self.close(key, why);
                             }
                         }
                     }
@@ -148,12 +91,12 @@ impl Reactor {
             }
             while let Ok(a) = self.answers.try_recv() {
                 let reg = self.poll.registry();
-                let closed = match self.conns.get_mut(a.key) {
-                    Some(c) if c.id() == a.id => c.on_resolved(a.result, &mut self.core, reg).is_err(),
-                    _ => false,
+                let flow = match self.conns.get_mut(a.key) {
+                    Some(c) if c.id() == a.id => c.on_resolved(a.result, &mut self.core, reg),
+                    _ => Ok(()),
                 };
-                if closed {
-                    self.close(a.key);
+                if let Err(why) = flow {
+                    self.close(a.key, why);
                 }
             }
             // Connections that yielded: swap lists so that ones yielding
@@ -161,8 +104,8 @@ impl Reactor {
             std::mem::swap(&mut resume, &mut self.core.ready);
             for key in resume.drain(..) {
                 if let Some(c) = self.conns.get_mut(key) {
-                    if c.resume(&mut self.core, self.poll.registry()).is_err() {
-                        self.close(key);
+                    if let Err(why) = c.resume(&mut self.core, self.poll.registry()) {
+                        self.close(key, why);
                     }
                 }
             }
@@ -171,7 +114,7 @@ impl Reactor {
         debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len());
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
-            self.close(k);
+            self.close(k, Closed::Shutdown);
         }
     }
 
@@ -202,12 +145,12 @@ impl Reactor {
         }
         while let Some((at, key, id)) = self.core.timers.pop_due(now) {
             let reg = self.poll.registry();
-            let closed = match self.conns.get_mut(key) {
-                Some(c) if c.id() == id => c.on_timer(at, &mut self.core, reg).is_err(),
-                _ => false,
+            let flow = match self.conns.get_mut(key) {
+                Some(c) if c.id() == id => c.on_timer(at, &mut self.core, reg),
+                _ => Ok(()),
             };
-            if closed {
-                self.close(key);
+            if let Err(why) = flow {
+                self.close(key, why);
             }
         }
     }
@@ -271,8 +214,11 @@ impl Reactor {
         // TCP_NODELAY comes from the listener (see server.rs).
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self.poll.registry().register(&mut sock, token(key, 0), Interest::READABLE | Interest::WRITABLE)
-        {
+        if let Err(e) = self.poll.registry().register(
+            &mut sock,
+            token::token(key, Role::Client),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
             warn!("register: {e}");
             shared.active.fetch_sub(1, Ordering::AcqRel);
             return;
@@ -281,8 +227,11 @@ impl Reactor {
         entry.insert(Conn::new(key, self.next_id, sock, budget, slot, peer, &mut self.core));
     }
 
-    fn close(&mut self, key: usize) {
+    /// Removes a connection: the one place where every close is logged,
+    /// with its reason.
+    fn close(&mut self, key: usize, why: Closed) {
         if let Some(mut c) = self.conns.try_remove(key) {
+            debug!("#{} {} closed: {}", c.id(), c.peer(), why);
             c.release(&mut self.core);
             self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
         }

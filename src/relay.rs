@@ -63,6 +63,15 @@ pub struct Half {
     pub shut: bool,
 }
 
+/// A relay error, and which socket it came from.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// Writing the destination failed.
+    Write(io::Error),
+}
+
 /// What one [`Half::pump`] call did.
 pub struct Pumped {
     pub bytes: usize,
@@ -82,8 +91,8 @@ impl Half {
         self.start == self.end
     }
 
-    /// Both halves of the stream are finished: EOF read, everything written
-    /// and the destination told.
+    /// This direction is finished: EOF read, everything written and the
+    /// destination told.
     pub fn done(&self) -> bool {
         self.eof && self.shut && self.is_empty() && self.in_pipe == 0
     }
@@ -171,7 +180,7 @@ impl Half {
         pool: &mut Pool,
         mut pipes: Option<&mut PipePool>,
         budget: usize,
-    ) -> io::Result<Pumped> {
+    ) -> Result<Pumped, Fault> {
         let mut bytes = 0;
         let mut bulk = false;
         loop {
@@ -189,7 +198,7 @@ impl Half {
                 let copy = self.start < self.end;
                 let want = if copy { self.end - self.start } else { self.in_pipe };
                 match r {
-                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(0) => return Err(Fault::Write(ErrorKind::WriteZero.into())),
                     Ok(n) => {
                         bytes += n;
                         if copy {
@@ -203,7 +212,7 @@ impl Half {
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => dst.writable = false,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(Fault::Write(e)),
                 }
                 continue;
             }
@@ -238,7 +247,7 @@ impl Half {
                         Ok(n) => self.in_pipe = n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => src.readable = false,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+                        Err(e) => return Err(Fault::Read(e)),
                     }
                     continue;
                 }
@@ -262,7 +271,7 @@ impl Half {
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => src.readable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(Fault::Read(e)),
             }
         }
         Ok(Pumped { bytes, more: false })

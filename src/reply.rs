@@ -7,14 +7,23 @@ use std::io;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Reply {
+    /// 0x00: the request was granted.
     Succeeded = 0x00,
+    /// 0x01: general SOCKS server failure.
     GeneralFailure = 0x01,
+    /// 0x02: connection not allowed by ruleset.
     NotAllowed = 0x02,
+    /// 0x03: network unreachable.
     NetworkUnreachable = 0x03,
+    /// 0x04: host unreachable (or the name did not resolve).
     HostUnreachable = 0x04,
+    /// 0x05: connection refused.
     ConnectionRefused = 0x05,
+    /// 0x06: TTL expired (socksd: a timeout).
     TtlExpired = 0x06,
+    /// 0x07: command not supported.
     CommandNotSupported = 0x07,
+    /// 0x08: address type not supported.
     AddressTypeNotSupported = 0x08,
 }
 
@@ -42,7 +51,9 @@ impl Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Reply4 {
+    /// 90: request granted.
     Granted = 0x5A,
+    /// 91: request rejected or failed.
     Rejected = 0x5B,
 }
 

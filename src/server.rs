@@ -4,68 +4,23 @@
 use crate::auth::User;
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::core::Shared;
 use crate::fds;
-use crate::outbound::{self, Source};
-use crate::reactor::{Reactor, WAKER};
+use crate::outbound;
+use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
+use crate::token::WAKER;
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-use std::collections::VecDeque;
 use std::io;
-use std::net::IpAddr;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 const BACKLOG: i32 = 1024;
-
-/// State every reactor thread shares. Read-mostly; the only writes are the
-/// connection count and a users reload.
-pub struct Shared {
-    pub cfg: Config,
-    pub source: Source,
-    users: RwLock<Arc<Vec<User>>>,
-    pub max_conns: usize,
-    pub active: AtomicUsize,
-    pub stop: AtomicBool,
-    pub resolver: Resolver,
-    /// Where the next `--udp-ports` search starts, so ports rotate.
-    pub udp_cursor: AtomicUsize,
-    /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
-    /// (A count, not bytes: a word wide on every target, 32-bit included.)
-    pub udp_dropped: AtomicUsize,
-    /// What each client holds (`--max-conns-per-ip`, `--udp-ports-per-ip`).
-    pub clients: Arc<Clients>,
-    /// `--auth-once`: client IPs that authenticated, oldest first.
-    authed: Mutex<VecDeque<IpAddr>>,
-}
-
-/// Most client IPs `--auth-once` remembers; the oldest are forgotten first.
-const AUTH_ONCE_MAX: usize = 4096;
-
-impl Shared {
-    pub fn auth_once_knows(&self, ip: IpAddr) -> bool {
-        self.authed.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
-    }
-
-    pub fn auth_once_remember(&self, ip: IpAddr) {
-        let mut set = self.authed.lock().unwrap_or_else(|e| e.into_inner());
-        if !set.contains(&ip) {
-            if set.len() == AUTH_ONCE_MAX {
-                set.pop_front();
-            }
-            set.push_back(ip);
-        }
-    }
-
-    /// The current users (a cheap handle; a reload swaps it).
-    pub fn users(&self) -> Arc<Vec<User>> {
-        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
 
 /// A running server. Dropping it stops it.
 pub struct Server {
@@ -183,7 +138,7 @@ fn listen_on(
 /// reserve for what every server holds anyway (standard streams, per
 /// thread a poll instance, its waker and listeners, the resolver threads'
 /// lookups).
-pub fn descriptor_budget(nofile: usize, threads: usize, listens: usize) -> usize {
+pub(crate) fn descriptor_budget(nofile: usize, threads: usize, listens: usize) -> usize {
     let reserve = 8 + threads * (3 + listens) + 2 * resolver::MAX_WORKERS;
     nofile.saturating_sub(reserve).max(nofile / 2)
 }
@@ -192,11 +147,13 @@ pub fn descriptor_budget(nofile: usize, threads: usize, listens: usize) -> usize
 /// hold that is not optional (a UDP association: the control connection,
 /// the relay socket and an out socket per family). Splice pipes are
 /// optional: without room for one, a relay copies instead.
-pub fn default_max_conns(budget: usize) -> usize {
+pub(crate) fn default_max_conns(budget: usize) -> usize {
     (budget / 4).max(1)
 }
 
 impl Server {
+    /// Binds the listeners and starts the reactor and resolver threads. Errors are the ones to
+    /// report to the user: a bad configuration, an address in use.
     pub fn start(cfg: Config) -> io::Result<Server> {
         if cfg.listen.is_empty() || cfg.threads == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "need a listen address and a thread"));
@@ -239,22 +196,9 @@ impl Server {
             (None, Some((lo, hi))) => (usize::from(hi - lo) + 1).div_ceil(4),
             (None, None) => 0,
         };
-        let users = Arc::new(cfg.users.iter().chain(&cfg.file_users).cloned().collect::<Vec<_>>());
-        let source = Source { addr: cfg.outgoing, iface: cfg.outgoing_iface.clone(), keepalive: cfg.keepalive };
+        let users: Vec<User> = cfg.users.iter().chain(&cfg.file_users).cloned().collect();
         let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
-        let shared = Arc::new(Shared {
-            cfg,
-            source,
-            users: RwLock::new(users),
-            max_conns,
-            active: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            resolver,
-            udp_cursor: AtomicUsize::new(0),
-            udp_dropped: AtomicUsize::new(0),
-            clients: Clients::new(per_ip, udp_per_ip),
-            authed: Mutex::new(VecDeque::new()),
-        });
+        let shared = Arc::new(Shared::new(cfg, users, max_conns, resolver, Clients::new(per_ip, udp_per_ip)));
 
         let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), _claims: claims };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
@@ -297,6 +241,7 @@ impl Server {
         self.shared.resolver.queued()
     }
 
+    /// The `--max-conns` in force (the default is derived from the open-file limit).
     pub fn max_conns(&self) -> usize {
         self.shared.max_conns
     }
@@ -304,14 +249,14 @@ impl Server {
     /// Replaces the users; connections already past authentication are
     /// not affected.
     pub fn set_users(&self, users: Vec<User>) {
-        *self.shared.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+        self.shared.set_users(users);
         // Who may skip the password is earned against the old users.
         self.forget_auth_once();
     }
 
     /// Forgets the `--auth-once` addresses (SIGHUP does, users file or not).
     pub fn forget_auth_once(&self) {
-        self.shared.authed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.shared.forget_auth_once();
     }
 
     /// Stops every thread and closes every connection.
@@ -330,6 +275,12 @@ impl Server {
         // Resolver threads are not joined: one may be stuck in getaddrinfo
         // for the resolver's whole timeout.
         self.shared.resolver.stop();
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addrs", &self.addrs).field("threads", &self.threads.len()).finish()
     }
 }
 

@@ -8,20 +8,28 @@ use crate::parse::{Addr, Parsed, MAX_FIELD};
 use crate::reply::Reply4;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+/// VN of a SOCKS4 request.
 pub const VERSION: u8 = 0x04;
 /// Reply VN: replies carry 0, not 4.
 pub const REPLY_VERSION: u8 = 0x00;
+/// A SOCKS4 reply is always 8 bytes.
 pub const REPLY_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// CD of a SOCKS4 request.
 pub enum Command {
+    /// 1: CONNECT.
     Connect,
+    /// 2: BIND.
     Bind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a SOCKS4 request cannot be parsed.
 pub enum Error {
+    /// VN is not 4.
     Version(u8),
+    /// CD is neither CONNECT nor BIND.
     Command(u8),
     /// USERID longer than [`MAX_FIELD`] without its terminating NUL.
     UserIdTooLong,
@@ -32,9 +40,11 @@ pub enum Error {
 /// `VN CD DSTPORT DSTIP USERID 0 [DOMAIN 0]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// What the client asks for.
     pub cmd: Command,
     /// An IP for SOCKS4, a domain for SOCKS4a.
     pub dst: Addr<'a>,
+    /// The USERID field (socksd ignores it).
     pub user: &'a [u8],
 }
 

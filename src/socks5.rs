@@ -5,22 +5,30 @@ use crate::parse::{Addr, Parsed};
 use crate::reply::Reply;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
+/// VER of every SOCKS5 message but the RFC 1929 ones.
 pub const VERSION: u8 = 0x05;
 /// RFC 1929 §2: the sub-negotiation has its own version number.
 pub const AUTH_VERSION: u8 = 0x01;
 
 /// Authentication methods (RFC 1928 §3).
 pub mod method {
+    /// No authentication required.
     pub const NO_AUTH: u8 = 0x00;
+    /// GSSAPI (RFC 1961).
     pub const GSSAPI: u8 = 0x01;
+    /// Username/password (RFC 1929).
     pub const USER_PASS: u8 = 0x02;
+    /// The server's answer when none is acceptable.
     pub const NO_ACCEPTABLE: u8 = 0xFF;
 }
 
 /// Address types (RFC 1928 §5).
 pub mod atyp {
+    /// An IPv4 address, 4 bytes.
     pub const IPV4: u8 = 0x01;
+    /// A domain name, a length byte and up to 255 bytes.
     pub const DOMAIN: u8 = 0x03;
+    /// An IPv6 address, 16 bytes.
     pub const IPV6: u8 = 0x04;
 }
 
@@ -55,10 +63,12 @@ impl Error {
 /// Method-selection message (RFC 1928 §3): the methods the client offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Greeting<'a> {
+    /// The METHODS the client offers.
     pub methods: &'a [u8],
 }
 
 impl Greeting<'_> {
+    /// Whether the client offers `method`.
     pub fn offers(&self, method: u8) -> bool {
         self.methods.contains(&method)
     }
@@ -96,7 +106,9 @@ pub fn parse_greeting(buf: &[u8]) -> Result<Parsed<Greeting<'_>>, Error> {
 /// Username/password request (RFC 1929 §2).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Credentials<'a> {
+    /// UNAME.
     pub user: &'a [u8],
+    /// PASSWD.
     pub pass: &'a [u8],
 }
 
@@ -143,15 +155,20 @@ pub fn encode_auth_reply(ok: bool) -> [u8; 2] {
 /// Request commands (RFC 1928 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    /// 0x01: CONNECT.
     Connect,
+    /// 0x02: BIND.
     Bind,
+    /// 0x03: UDP ASSOCIATE.
     UdpAssociate,
 }
 
 /// `VER CMD RSV ATYP DST.ADDR DST.PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request<'a> {
+    /// CMD.
     pub cmd: Command,
+    /// DST.ADDR and DST.PORT.
     pub dst: Addr<'a>,
 }
 
@@ -264,7 +281,9 @@ pub const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::U
 /// Header of a UDP relay datagram (RFC 1928 §7): `RSV(2) FRAG ATYP DST PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpHeader<'a> {
+    /// FRAG: 0 for a whole datagram.
     pub frag: u8,
+    /// DST.ADDR and DST.PORT.
     pub dst: Addr<'a>,
 }
 

@@ -19,23 +19,18 @@
 //! destination rules deny is dropped.
 
 use crate::clients::{Kind, Slot};
-use crate::connection::token;
+use crate::core::{Core, Shared};
 use crate::fds::{self, Fds};
 use crate::parse::Addr;
-use crate::reactor::Core;
 use crate::resolver::Job;
-use crate::server::Shared;
 use crate::socks5;
+use crate::token::{token, Role};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
-
-pub const ROLE_RELAY: usize = 3;
-pub const ROLE_OUT4: usize = 4;
-pub const ROLE_OUT6: usize = 5;
 
 /// Room kept in front of a reply datagram for its header (IPv6: 22 bytes).
 pub const HEADROOM: usize = 22;
@@ -61,7 +56,7 @@ struct Udp {
     _budget: Fds,
 }
 
-pub struct Assoc {
+pub(crate) struct Assoc {
     relay: Udp,
     out4: Option<Udp>,
     out6: Option<Udp>,
@@ -159,14 +154,14 @@ impl Assoc {
     }
 
     pub fn register(&mut self, key: usize, reg: &Registry) -> io::Result<()> {
-        reg.register(&mut self.relay.sock, token(key, ROLE_RELAY), Interest::READABLE)
+        reg.register(&mut self.relay.sock, token(key, Role::UdpRelay), Interest::READABLE)
     }
 
-    pub fn mark(&mut self, role: usize) {
+    pub fn mark(&mut self, role: Role) {
         let s = match role {
-            ROLE_RELAY => Some(&mut self.relay),
-            ROLE_OUT4 => self.out4.as_mut(),
-            ROLE_OUT6 => self.out6.as_mut(),
+            Role::UdpRelay => Some(&mut self.relay),
+            Role::UdpOut4 => self.out4.as_mut(),
+            Role::UdpOut6 => self.out6.as_mut(),
             _ => None,
         };
         if let Some(s) = s {
@@ -193,7 +188,7 @@ impl Assoc {
             }
         }
         let mut more = false;
-        for role in [ROLE_OUT4, ROLE_OUT6] {
+        for role in [Role::UdpOut4, Role::UdpOut6] {
             let (m, budget_out) = self.target_datagrams(role, core);
             moved += m;
             more |= budget_out;
@@ -303,7 +298,7 @@ impl Assoc {
     /// `--outgoing-iface` and from `--outgoing` (a source of the other
     /// family cannot reach `to`: the datagram is dropped).
     fn out_socket(&mut self, to: SocketAddr, key: usize, core: &Core, reg: &Registry) -> io::Result<&UdpSocket> {
-        let (slot, role) = if to.is_ipv4() { (&mut self.out4, ROLE_OUT4) } else { (&mut self.out6, ROLE_OUT6) };
+        let (slot, role) = if to.is_ipv4() { (&mut self.out4, Role::UdpOut4) } else { (&mut self.out6, Role::UdpOut6) };
         if slot.is_none() {
             let budget = fds::take(1).ok_or_else(no_budget)?;
             let any = if to.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
@@ -337,10 +332,10 @@ impl Assoc {
 
     /// Replies from targets, wrapped in a header naming their source and
     /// sent to the client.
-    fn target_datagrams(&mut self, role: usize, core: &mut Core) -> (usize, bool) {
+    fn target_datagrams(&mut self, role: Role, core: &mut Core) -> (usize, bool) {
         let (mut moved, mut n) = (0, 0);
         loop {
-            let Some(out) = (if role == ROLE_OUT4 { self.out4.as_mut() } else { self.out6.as_mut() }) else {
+            let Some(out) = (if role == Role::UdpOut4 { self.out4.as_mut() } else { self.out6.as_mut() }) else {
                 return (moved, false);
             };
             if !out.readable {

@@ -379,20 +379,6 @@ fn flag_errors_share_one_style() {
     assert!(help.contains("1024 to 1048576"), "--buffer-size range in --help");
 }
 
-#[test]
-fn bench_tool_has_a_version_and_plain_numbers() {
-    let bench = env!("CARGO_BIN_EXE_socksd-bench");
-    let out = common::program(bench).arg("-V").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("socksd-bench "));
-    let out = common::program(bench)
-        .args(["--mode", "idle", "--conns", "10", "--pid", &std::process::id().to_string()])
-        .output()
-        .unwrap();
-    let line = String::from_utf8(out.stdout).unwrap();
-    assert!(line.contains("rss_before_kib=") && !line.contains("Some("), "{line}");
-}
-
 /// --log-procd: procd files stdout at level info and stderr at err and
 /// tags lines itself, so info goes to stdout and warnings to stderr,
 /// without the "socksd:" prefix; without the flag, a terminal user sees

@@ -9,7 +9,7 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_socksd");
 const MAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/man/socksd.8");
-const BENCH_MAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/man/socksd-bench.1");
+const BENCH_MAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/socksd-bench/socksd-bench.1");
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 
 /// Long flags (`--name`) in a text.

@@ -136,7 +136,7 @@ fn round(srv: &socksd::Server, proxy: SocketAddr, sc: &Scene) {
 fn settle(baseline: usize) -> usize {
     let end = std::time::Instant::now() + IO_TIMEOUT;
     loop {
-        let (n, pipes) = (open_fds(), socksd::pipe::live());
+        let (n, pipes) = (open_fds(), socksd::testing::pipes_live());
         if n <= baseline + 2 * pipes {
             return pipes;
         }

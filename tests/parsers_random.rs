@@ -6,7 +6,7 @@
 mod common;
 
 use common::Rng;
-use socksd::connection::{decide, Phase, Policy};
+use socksd::handshake::{decide, Phase, Policy};
 use socksd::parse::Parsed;
 use socksd::{socks4, socks5};
 
@@ -98,7 +98,7 @@ fn random_inputs_never_break_a_parser() {
             }
             for phase in [Phase::Greeting, Phase::Auth, Phase::Request] {
                 for policy in [&open, &closed] {
-                    use socksd::connection::Step;
+                    use socksd::handshake::Step;
                     let used = match decide(phase, &buf, policy) {
                         Step::Answer { used, .. }
                         | Step::Connect { used, .. }

@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use socksd::auth::User;
-use socksd::connection::{decide, Phase, Policy, Step};
+use socksd::handshake::{decide, Phase, Policy, Step};
 
 fuzz_target!(|data: &[u8]| {
     let users = [User { name: b"alice".to_vec(), pass: b"pw".to_vec() }];

@@ -66,7 +66,7 @@ impl Route {
         }
         let mut req = [0u8; 3 + 19];
         req[..3].copy_from_slice(&[5, 1, 0]);
-        let n = 3 + crate::socks5::encode_addr(target, &mut req[3..]);
+        let n = 3 + encode_addr(target, &mut req[3..]);
         s.write_all(&req[..n])?;
         let mut head = [0u8; 4];
         s.read_exact(&mut head)?;
@@ -345,4 +345,24 @@ pub fn tree_rss_kib(pid: u32) -> Option<u64> {
 pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
     let tree = process_tree(pid);
     Some(tree.iter().filter_map(|&p| cpu_secs(p)).sum()).filter(|_| cpu_secs(pid).is_some())
+}
+
+/// ATYP, address and port of a SOCKS5 request (RFC 1928 §5), into `out`;
+/// returns the length. The tool's own copy: it measures any SOCKS server
+/// and shares no code with socksd.
+fn encode_addr(a: SocketAddr, out: &mut [u8]) -> usize {
+    let n = match a {
+        SocketAddr::V4(v4) => {
+            out[0] = 1;
+            out[1..5].copy_from_slice(&v4.ip().octets());
+            5
+        }
+        SocketAddr::V6(v6) => {
+            out[0] = 4;
+            out[1..17].copy_from_slice(&v6.ip().octets());
+            17
+        }
+    };
+    out[n..n + 2].copy_from_slice(&a.port().to_be_bytes());
+    n + 2
 }

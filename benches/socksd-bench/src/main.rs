@@ -3,7 +3,7 @@
 //! loopback targets; output is key=value lines plus a human summary.
 
 use getopts::Options;
-use socksd::loadgen::{self, Direction, Route};
+use socksd_bench::{self as loadgen, Direction, Route};
 use std::net::SocketAddr;
 use std::process::exit;
 use std::time::Duration;

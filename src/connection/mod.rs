@@ -1,0 +1,373 @@
+//! One client connection: an explicit state machine driven by readiness
+//! events, resolver answers and timers.
+//!
+//! ```text
+//! Greeting ─┬─> (SOCKS5) Auth? ─> Request ─┬─> Resolving? ─> Connecting ─> Relaying
+//!           └─> (SOCKS4/4a) ───────────────┤                  │ (next address)
+//!                                           ├─> Resolving? ─> BindWaiting ─> Relaying
+//!                                           └─> Udp (SOCKS5)
+//! any failure ─> Closing (reply queued, write side shut, input drained)
+//! ```
+//!
+//! The decisions are made by the pure [`crate::handshake::decide`]; the
+//! files here do the I/O. This one holds the connection, its states, the
+//! dispatch of events and timers, and the relay; the others each one path:
+//! `negotiate` (handshake bytes in, answers out), `closing` (control bytes,
+//! replies, linger), `connect`, `bind` and `udp` (the association's control
+//! side). Every state change goes through [`Conn::enter`], which traces it.
+
+mod bind;
+mod closed;
+mod closing;
+mod connect;
+mod negotiate;
+mod udp;
+
+pub(crate) use closed::{Closed, End, Flow, Wait};
+
+use crate::clients::Slot;
+use crate::core::Core;
+use crate::fds::Fds;
+use crate::handshake::Proto;
+use crate::relay::{Fault, Half, Side};
+use crate::token::Role;
+use crate::udp::Assoc;
+use closing::Ctl;
+use connect::{Attempts, Targets};
+use log::trace;
+use mio::event::Event;
+use mio::Registry;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What a request asks of the server besides a UDP association.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Connect,
+    Bind,
+}
+
+impl Command {
+    fn verb(self) -> &'static str {
+        match self {
+            Command::Connect => "connect",
+            Command::Bind => "bind",
+        }
+    }
+}
+
+enum State {
+    /// First bytes: a SOCKS5 greeting or a SOCKS4/4a request.
+    Greeting,
+    /// RFC 1929 username/password sub-negotiation.
+    Auth,
+    /// SOCKS5 request.
+    Request,
+    /// Waiting for the resolver pool (for a CONNECT target, or for the
+    /// peer a BIND expects).
+    Resolving {
+        proto: Proto,
+        cmd: Command,
+    },
+    /// A non-blocking connect to one of the addresses is under way.
+    Connecting(Attempts),
+    Relaying,
+    /// BIND: listening for the one peer; the first reply is sent.
+    BindWaiting {
+        proto: Proto,
+        listener: mio::net::TcpListener,
+        _budget: Fds,
+        expect: Targets,
+    },
+    /// UDP ASSOCIATE: datagrams relayed while the control connection lives.
+    Udp(Box<Assoc>),
+    /// A failure reply is queued; the write side is shut once it is sent,
+    /// and input is discarded until EOF so that the close does not turn
+    /// into a reset that destroys the reply. Then closed for this reason.
+    Closing(Closed),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Greeting => "Greeting",
+            State::Auth => "Auth",
+            State::Request => "Request",
+            State::Resolving { .. } => "Resolving",
+            State::Connecting(_) => "Connecting",
+            State::Relaying => "Relaying",
+            State::BindWaiting { .. } => "BindWaiting",
+            State::Udp(_) => "Udp",
+            State::Closing(_) => "Closing",
+        }
+    }
+
+    /// Waiting for something other than the client: the client's end must
+    /// be watched for (see [`Conn::client_gone`]).
+    fn waiting(&self) -> bool {
+        matches!(self, State::Resolving { .. } | State::Connecting(_) | State::BindWaiting { .. })
+    }
+}
+
+pub(crate) struct Conn {
+    key: usize,
+    id: u64,
+    peer: SocketAddr,
+    /// This client's place under `--max-conns-per-ip`.
+    _slot: Option<Slot>,
+    client: Side,
+    target: Option<Side>,
+    state: State,
+    /// The name of the state last entered through [`Conn::enter`], for the
+    /// trace (a state taken out to be rebuilt still shows as it was).
+    shown: &'static str,
+    /// Client to target. During the handshake its buffer holds the
+    /// handshake bytes, so anything pipelined after the request is already
+    /// in place to be relayed.
+    up: Half,
+    /// Target to client.
+    down: Half,
+    ctl: Ctl,
+    /// Deadline of the current state (handshake, connect, linger).
+    deadline: Option<Instant>,
+    /// The timer entry this connection relies on.
+    timer_at: Option<Instant>,
+    last_active: Instant,
+    /// Already in the reactor's resume list.
+    queued: bool,
+}
+
+impl Conn {
+    pub fn new(
+        key: usize,
+        id: u64,
+        sock: mio::net::TcpStream,
+        budget: Fds,
+        slot: Option<Slot>,
+        peer: SocketAddr,
+        core: &mut Core,
+    ) -> Conn {
+        let mut c = Conn {
+            key,
+            id,
+            peer,
+            _slot: slot,
+            client: Side::new(sock, budget),
+            target: None,
+            state: State::Greeting,
+            shown: State::Greeting.name(),
+            up: Half::default(),
+            down: Half::default(),
+            ctl: Ctl::default(),
+            deadline: None,
+            timer_at: None,
+            last_active: core.now,
+            queued: false,
+        };
+        trace!("#{} {} accepted: Greeting", id, peer);
+        c.set_deadline(core.now + core.shared.cfg.handshake_timeout, core);
+        c
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The one way into a new state, so that `-vv` shows every change.
+    fn enter(&mut self, next: State) {
+        trace!("#{} {} -> {}", self.id, self.shown, next.name());
+        self.shown = next.name();
+        self.state = next;
+    }
+
+    /// Gives the relay buffers back and takes a lookup nobody waits for
+    /// out of the resolver's queue; the sockets close when dropped.
+    pub fn release(&mut self, core: &mut Core) {
+        let resolving = match &self.state {
+            State::Resolving { .. } => true,
+            State::Udp(a) => a.resolving(),
+            _ => false,
+        };
+        if resolving {
+            core.shared.resolver.cancel(core.index, self.key, self.id);
+        }
+        self.up.release(&mut core.pool, core.pipes.as_mut());
+        self.down.release(&mut core.pool, core.pipes.as_mut());
+    }
+
+    pub fn on_event(&mut self, role: Role, ev: &Event, core: &mut Core, reg: &Registry) -> Flow {
+        match role {
+            Role::Client => {
+                self.client.mark(ev);
+                if self.state.waiting() && self.client_gone(ev) {
+                    return Err(Closed::ClientGone);
+                }
+            }
+            Role::Target => {
+                let Some(t) = self.target.as_mut() else {
+                    return Ok(());
+                };
+                t.mark(ev);
+                if matches!(self.state, State::Connecting(_)) {
+                    return self.check_connect(core, reg);
+                }
+            }
+            Role::Listener => {
+                if matches!(self.state, State::BindWaiting { .. }) {
+                    return self.accept_peer(core, reg);
+                }
+                return Ok(());
+            }
+            Role::UdpRelay | Role::UdpOut4 | Role::UdpOut6 => {
+                if let State::Udp(a) = &mut self.state {
+                    a.mark(role);
+                }
+            }
+        }
+        self.drive(core, reg)
+    }
+
+    /// While the request is resolving, connecting or waiting for a BIND
+    /// peer, nothing is read from the client, so its end must be noticed
+    /// here: a reset, or a FIN with nothing sent after the request, means
+    /// nobody is left to answer, and the slot is freed at once. A FIN
+    /// behind pipelined data is a half-close and is honoured.
+    fn client_gone(&self, ev: &Event) -> bool {
+        if ev.is_error() {
+            return true;
+        }
+        if !self.client.read_closed || !self.up.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        match self.client.sock.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        }
+    }
+
+    /// Continues after the relay budget ran out.
+    pub fn resume(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        self.queued = false;
+        self.drive(core, reg)
+    }
+
+    fn drive(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        match self.state {
+            State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
+            State::Resolving { .. } | State::Connecting(_) | State::BindWaiting { .. } => self.flush_ctl(),
+            State::Relaying => self.relay(core),
+            State::Udp(_) => self.udp(core, reg),
+            State::Closing(why) => self.linger(why, core),
+        }
+    }
+
+    /// Asks the reactor to call [`Conn::resume`] next round.
+    fn queue(&mut self, core: &mut Core) {
+        if !self.queued {
+            self.queued = true;
+            core.ready.push(self.key);
+        }
+    }
+
+    fn enter_relay(&mut self, core: &mut Core) -> Flow {
+        self.enter(State::Relaying);
+        self.start_idle_clock(core);
+        self.relay(core)
+    }
+
+    /// From here on only `--idle-timeout` applies (to relays and UDP
+    /// associations alike).
+    fn start_idle_clock(&mut self, core: &mut Core) {
+        self.deadline = None;
+        self.last_active = core.now;
+        if let Some(idle) = core.shared.cfg.idle_timeout {
+            self.arm(core.now + idle, core);
+        }
+    }
+
+    /// Both directions, each up to the round's budget; control bytes
+    /// (BIND's second reply) go to the client before any relayed byte.
+    fn relay(&mut self, core: &mut Core) -> Flow {
+        self.flush_ctl()?;
+        let t = self.target.as_mut().ok_or(Closed::Eof)?;
+        let budget = core.budget;
+        let up = self
+            .up
+            .pump(&mut self.client, t, &mut core.pool, core.pipes.as_mut(), budget)
+            .map_err(|f| fault(f, End::Client, End::Target))?;
+        let (down_bytes, down_more) = if self.ctl.is_empty() {
+            let d = self
+                .down
+                .pump(t, &mut self.client, &mut core.pool, core.pipes.as_mut(), budget)
+                .map_err(|f| fault(f, End::Target, End::Client))?;
+            (d.bytes, d.more)
+        } else {
+            (0, false)
+        };
+        if up.bytes + down_bytes > 0 {
+            self.last_active = core.now;
+        }
+        if self.up.done() && self.down.done() {
+            return Err(Closed::Eof);
+        }
+        if up.more || down_more {
+            self.queue(core);
+        }
+        Ok(())
+    }
+
+    /// A timer entry came due. Only the entry this connection relies on
+    /// counts; when the deadline has moved on, the entry is re-armed.
+    pub fn on_timer(&mut self, at: Instant, core: &mut Core, reg: &Registry) -> Flow {
+        if self.timer_at != Some(at) {
+            return Ok(());
+        }
+        self.timer_at = None;
+        let due = match self.state {
+            State::Relaying | State::Udp(_) => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
+            _ => self.deadline,
+        };
+        let Some(due) = due else { return Ok(()) };
+        if due > core.now {
+            self.arm(due, core);
+            return Ok(());
+        }
+        match self.state {
+            State::Greeting | State::Auth | State::Request => Err(Closed::Timeout(Wait::Handshake)),
+            State::Resolving { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),
+            State::BindWaiting { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::BindPeer), core),
+            State::Connecting(_) => self.next_attempt(crate::reply::Reply::TtlExpired, core, reg),
+            State::Relaying | State::Udp(_) => Err(Closed::Timeout(Wait::Idle)),
+            State::Closing(why) => Err(why),
+        }
+    }
+
+    fn set_deadline(&mut self, at: Instant, core: &mut Core) {
+        self.deadline = Some(at);
+        self.arm(at, core);
+    }
+
+    /// Makes sure a timer entry fires no later than `at`.
+    fn arm(&mut self, at: Instant, core: &mut Core) {
+        if self.timer_at.is_none_or(|t| at < t) {
+            core.timers.push(at, self.key, self.id);
+            self.timer_at = Some(at);
+        }
+    }
+}
+
+/// A relay fault as a reason, given which end the direction reads from and
+/// which it writes to.
+fn fault(f: Fault, src: End, dst: End) -> Closed {
+    match f {
+        Fault::Read(e) => Closed::Io(src, e.kind()),
+        Fault::Write(e) => Closed::Io(dst, e.kind()),
+    }
+}

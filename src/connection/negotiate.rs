@@ -1,0 +1,148 @@
+//! The handshake's I/O: read until [`decide`] can say something, send its
+//! answers, and start what the request asks for (resolving a name first
+//! when it gives one).
+
+use super::connect::{Attempts, Targets};
+use super::{Closed, Command, Conn, End, Flow, State};
+use crate::core::Core;
+use crate::escape::Escaped;
+use crate::handshake::{decide, Next, Phase, Policy, Proto, Step, Target};
+use crate::parse::Parsed;
+use crate::reply::Reply;
+use crate::resolver::{Job, Refused};
+use crate::socks5;
+use log::{debug, info};
+use mio::Registry;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+impl Conn {
+    fn phase(&self) -> Option<Phase> {
+        match self.state {
+            State::Greeting => Some(Phase::Greeting),
+            State::Auth => Some(Phase::Auth),
+            State::Request => Some(Phase::Request),
+            _ => None,
+        }
+    }
+
+    pub(super) fn handshake(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        while let Some(phase) = self.phase() {
+            let step = {
+                let users = core.shared.users();
+                let cfg = &core.shared.cfg;
+                let trusted = cfg.auth_once && phase == Phase::Greeting && core.shared.auth_once_knows(self.peer.ip());
+                let policy =
+                    Policy { users: &users, socks4: !cfg.no_socks4, bind: !cfg.no_bind, udp: !cfg.no_udp, trusted };
+                decide(phase, self.up.pending(), &policy)
+            };
+            match step {
+                Step::NeedMore => {
+                    if self.up.eof {
+                        return Err(Closed::Handshake);
+                    }
+                    if !self.client.readable {
+                        self.up.release_if_empty(&mut core.pool);
+                        break;
+                    }
+                    match self.up.read_from(&mut self.client.sock, &mut core.pool) {
+                        Ok((0, _)) => self.up.eof = true,
+                        // Short read: the queue is drained, unless an EOF is
+                        // pending behind it (see relay.rs).
+                        Ok((n, room)) if n < room && !self.client.read_closed => self.client.readable = false,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(Closed::Io(End::Client, e.kind())),
+                    }
+                }
+                Step::Drop => return Err(Closed::NotSocks),
+                Step::Answer { used, bytes, next } => {
+                    if phase == Phase::Auth && next == Next::Request && core.shared.cfg.auth_once {
+                        core.shared.auth_once_remember(self.peer.ip());
+                    }
+                    if phase == Phase::Auth && next == Next::Close {
+                        if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
+                            info!("#{} {} authentication failed for user {}", self.id, self.peer, Escaped(c.user));
+                        }
+                    }
+                    self.up.consume(used);
+                    self.ctl.push(&bytes)?;
+                    match next {
+                        Next::Auth => self.enter(State::Auth),
+                        Next::Request => self.enter(State::Request),
+                        Next::Close => {
+                            let why = if phase == Phase::Auth { Closed::AuthFailed } else { Closed::NoMethod };
+                            return self.enter_closing(why, core);
+                        }
+                    }
+                }
+                Step::Fail(proto, reply) => return self.fail(proto, reply, core),
+                Step::Connect { used, proto, target } => {
+                    self.up.consume(used);
+                    self.up.release_if_empty(&mut core.pool);
+                    return self.start(proto, target, Command::Connect, core, reg);
+                }
+                Step::Bind { used, proto, expect } => {
+                    self.up.consume(used);
+                    self.up.release_if_empty(&mut core.pool);
+                    return self.start(proto, expect, Command::Bind, core, reg);
+                }
+                Step::Udp { used, expect } => {
+                    // Nothing may follow the request on a control connection.
+                    self.up.consume(used);
+                    self.up.release(&mut core.pool, None);
+                    return self.start_udp(expect, core, reg);
+                }
+            }
+        }
+        self.flush_ctl()
+    }
+
+    /// CONNECT to `target`, or BIND and wait for a peer from `target`;
+    /// names are resolved first either way.
+    fn start(&mut self, proto: Proto, target: Target, cmd: Command, core: &mut Core, reg: &Registry) -> Flow {
+        let until = core.now + core.shared.cfg.connect_timeout;
+        match target {
+            Target::Ip(sa) => {
+                debug!("#{} {} {} {}", self.id, self.peer, cmd.verb(), sa);
+                match cmd {
+                    Command::Bind => self.open_bind(proto, Targets::One(sa), core, reg),
+                    Command::Connect => {
+                        self.connect(Attempts::new(proto, Targets::One(sa), until, Reply::GeneralFailure), core, reg)
+                    }
+                }
+            }
+            Target::Name(name, port) => {
+                debug!("#{} {} {} {}:{}", self.id, self.peer, cmd.verb(), Escaped(name.as_bytes()), port);
+                let client = crate::clients::client_key(self.peer.ip());
+                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id, client };
+                if let Err(Refused(reply)) = core.shared.resolver.submit(job, core.now) {
+                    return self.fail(proto, reply, core);
+                }
+                self.enter(State::Resolving { proto, cmd });
+                self.set_deadline(until, core);
+                self.flush_ctl()
+            }
+        }
+    }
+
+    /// The resolver answered this connection's lookup.
+    pub fn on_resolved(&mut self, result: Result<Vec<SocketAddr>, Reply>, core: &mut Core, reg: &Registry) -> Flow {
+        match self.state {
+            State::Resolving { proto, cmd } => match (result, cmd) {
+                (Ok(addrs), Command::Connect) => {
+                    let until = self.deadline.unwrap_or(core.now);
+                    self.connect(Attempts::new(proto, Targets::Many(addrs), until, Reply::HostUnreachable), core, reg)
+                }
+                (Ok(addrs), Command::Bind) => self.open_bind(proto, Targets::Many(addrs), core, reg),
+                (Err(reply), _) => self.fail(proto, reply, core),
+            },
+            State::Udp(ref mut a) => {
+                a.on_resolved(result, self.key, core, reg);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! What connection handlers may touch besides their own state: the
+//! per-thread context ([`Core`]) and the process-wide state every thread
+//! shares ([`Shared`]). Below the reactor, so that connections need not
+//! know it.
+
+use crate::auth::User;
+use crate::buffer::Pool;
+use crate::clients::Clients;
+use crate::config::Config;
+use crate::host::LocalCache;
+use crate::outbound::Source;
+use crate::pipe::PipePool;
+use crate::resolver::Resolver;
+use crate::timer::Timers;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+/// Spare buffers a thread keeps after a burst (1 MiB at the default
+/// size); beyond that, returned buffers are freed.
+const POOL_KEEP: usize = 64;
+/// Capacity asked of each splice pipe, and how many idle pipes a thread
+/// keeps (each is two descriptors).
+const PIPE_SIZE: usize = 256 * 1024;
+const PIPES_KEEP: usize = 32;
+/// Scratch space for discarded input (and whole datagrams).
+const SCRATCH: usize = 64 * 1024;
+/// Most client IPs `--auth-once` remembers; the oldest are forgotten first.
+const AUTH_ONCE_MAX: usize = 4096;
+
+/// State every reactor thread shares. Read-mostly; the only writes are the
+/// connection count and a users reload.
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub source: Source,
+    users: RwLock<Arc<Vec<User>>>,
+    pub max_conns: usize,
+    pub active: AtomicUsize,
+    pub stop: AtomicBool,
+    pub resolver: Resolver,
+    /// Where the next `--udp-ports` search starts, so ports rotate.
+    pub udp_cursor: AtomicUsize,
+    /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
+    /// (A count, not bytes: a word wide on every target, 32-bit included.)
+    pub udp_dropped: AtomicUsize,
+    /// What each client holds (`--max-conns-per-ip`, `--udp-ports-per-ip`).
+    pub clients: Arc<Clients>,
+    /// `--auth-once`: client IPs that authenticated, oldest first.
+    authed: Mutex<VecDeque<IpAddr>>,
+}
+
+impl Shared {
+    pub fn new(cfg: Config, users: Vec<User>, max_conns: usize, resolver: Resolver, clients: Arc<Clients>) -> Shared {
+        let source = Source { addr: cfg.outgoing, iface: cfg.outgoing_iface.clone(), keepalive: cfg.keepalive };
+        Shared {
+            cfg,
+            source,
+            users: RwLock::new(Arc::new(users)),
+            max_conns,
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            resolver,
+            udp_cursor: AtomicUsize::new(0),
+            udp_dropped: AtomicUsize::new(0),
+            clients,
+            authed: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn auth_once_knows(&self, ip: IpAddr) -> bool {
+        self.authed.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
+    }
+
+    pub fn auth_once_remember(&self, ip: IpAddr) {
+        let mut set = self.authed.lock().unwrap_or_else(|e| e.into_inner());
+        if !set.contains(&ip) {
+            if set.len() == AUTH_ONCE_MAX {
+                set.pop_front();
+            }
+            set.push_back(ip);
+        }
+    }
+
+    /// Forgets the `--auth-once` addresses.
+    pub fn forget_auth_once(&self) {
+        self.authed.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The current users (a cheap handle; a reload swaps it).
+    pub fn users(&self) -> Arc<Vec<User>> {
+        self.users.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_users(&self, users: Vec<User>) {
+        *self.users.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(users);
+    }
+}
+
+/// One reactor thread's context, lent to the connection it is driving.
+pub(crate) struct Core {
+    pub shared: Arc<Shared>,
+    pub index: usize,
+    pub pool: Pool,
+    /// Pipes for the splice path; `None` when it is off.
+    pub pipes: Option<PipePool>,
+    pub timers: Timers,
+    /// Connections whose relay budget ran out, to resume next round.
+    pub ready: Vec<usize>,
+    pub now: Instant,
+    pub scratch: Box<[u8]>,
+    /// Bytes one direction may move before yielding to other connections.
+    pub budget: usize,
+    /// Recent answers to "is this address the host itself?" (`self`).
+    pub local: LocalCache,
+}
+
+impl Core {
+    pub fn new(index: usize, shared: Arc<Shared>) -> Core {
+        let size = shared.cfg.buffer_size;
+        Core {
+            index,
+            pool: Pool::new(size, POOL_KEEP),
+            pipes: shared.cfg.splice.then(|| PipePool::new(PIPE_SIZE, PIPES_KEEP)),
+            timers: Timers::with_capacity(1024),
+            ready: Vec::with_capacity(256),
+            now: Instant::now(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            // Per direction and round: four buffers' or pipes' worth.
+            budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
+            local: LocalCache::default(),
+            shared,
+        }
+    }
+
+    /// The destination rules, `--deny-dest self` included, for `addr`.
+    pub fn dest_allowed(&mut self, addr: SocketAddr) -> bool {
+        let (now, local) = (self.now, &mut self.local);
+        self.shared.cfg.acl.dest_allowed_at(addr, |a| local.is_local(a, now))
+    }
+}

@@ -1,0 +1,119 @@
+//! The libc calls std and socket2 do not make for us, each behind a safe
+//! function. Every `unsafe` block of the library is in this file.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The soft RLIMIT_NOFILE, if it can be read.
+pub(crate) fn nofile() -> Option<usize> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass, which lives on our stack.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    ok.then(|| usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX))
+}
+
+/// CPUs this process may run on (its affinity mask, which a cpuset or
+/// `taskset` narrows), at least 1.
+pub(crate) fn cpus() -> usize {
+    // SAFETY: `set` is a plain bitmask struct on our stack; the kernel
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            libc::CPU_COUNT(&set) as usize
+        } else {
+            0
+        }
+    };
+    n.max(1)
+}
+
+/// Whether an interface of this name exists.
+pub(crate) fn interface_exists(name: &str) -> bool {
+    let Ok(name) = CString::new(name) else { return false };
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two descriptors into the array we pass.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Asks for a pipe of `size` bytes (best effort: the kernel may refuse).
+pub(crate) fn set_pipe_size(fd: RawFd, size: usize) {
+    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: fcntl on a descriptor the caller owns; F_SETPIPE_SZ takes an int.
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) };
+}
+
+/// splice(2) between a socket and a pipe end, non-blocking. `Ok(0)` from a
+/// socket is EOF.
+pub(crate) fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // caller borrows their owners); null offsets mean "current position",
+    // as splice requires for sockets and pipes.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Calls `f(interface name, address)` for every IPv4 and IPv6 address of
+/// every interface (nothing when the list cannot be read).
+pub(crate) fn each_interface_addr(mut f: impl FnMut(&[u8], IpAddr)) {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head into `list`, which we free below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return;
+    }
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, alive
+        // until freeifaddrs; its name is a NUL-terminated string.
+        let (name, sa) = unsafe { (CStr::from_ptr((*cur).ifa_name).to_bytes(), (*cur).ifa_addr) };
+        if !sa.is_null() {
+            // SAFETY: a non-null ifa_addr points at a sockaddr whose family
+            // field tells its real type; we read only that type's bytes.
+            let ip = unsafe {
+                match (*sa).sa_family as libc::c_int {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(ip) = ip {
+                f(name, ip);
+            }
+        }
+        // SAFETY: as above; ifa_next is null at the end of the list.
+        cur = unsafe { (*cur).ifa_next };
+    }
+    // SAFETY: `list` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(list) };
+}
