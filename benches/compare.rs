@@ -8,7 +8,7 @@
 //! Connection-rate runs leave sockets in TIME_WAIT; runs are kept to a few
 //! seconds with pauses between them.
 
-use socksd_bench::{self as loadgen, Direction, Percentiles, Route, Targets};
+use socksd_bench::{self as loadgen, Direction, Loaded, Percentiles, Route, Targets};
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -257,7 +257,37 @@ fn main() {
     rows.push(Row { figure: "round trip p99".into(), unit: "us", higher_is_better: false, values: col(l99) });
     rows.push(Row { figure: "round trip p99.9".into(), unit: "us", higher_is_better: false, values: col(l999) });
 
-    // 4. Memory per idle relayed connection (proxies only).
+    // 4. Round trips under load: 2 bulk streams through the same server
+    // while 32-byte ping-pongs measure whether a small exchange waits
+    // behind them. socksd's copy path (--no-splice) is measured here too.
+    let no_splice = socksd(2, &["--no-splice"]);
+    let mut loaded_servers: Vec<&Server> = servers.iter().collect();
+    loaded_servers.insert(2, &no_splice);
+    let loaded_names: Vec<String> = loaded_servers.iter().map(|s| s.name.clone()).collect();
+    loadgen::warm_up(&no_splice.route(), &targets);
+    let loaded_count = if quick { 2_000 } else { 5_000 };
+    let mut ll: [Vec<Vec<f64>>; 4] = std::array::from_fn(|_| vec![Vec::new(); loaded_servers.len()]);
+    for _ in 0..rounds {
+        for (i, s) in loaded_servers.iter().enumerate() {
+            let l = loadgen::loaded_latency(&s.route(), &targets, 2, loaded_count)
+                .unwrap_or(Loaded { rtt: NAN3, bulk_bps: f64::NAN });
+            ll[0][i].push(l.rtt.p50);
+            ll[1][i].push(l.rtt.p99);
+            ll[2][i].push(l.rtt.p999);
+            ll[3][i].push(l.bulk_bps * 8.0 / 1e9);
+        }
+    }
+    let lcol = |v: Vec<Vec<f64>>| loaded_names.iter().cloned().zip(v.into_iter().map(median)).collect::<Vec<_>>();
+    let [a, b, c, d] = ll;
+    let loaded_rows = vec![
+        Row { figure: "loaded round trip p50".into(), unit: "us", higher_is_better: false, values: lcol(a) },
+        Row { figure: "loaded round trip p99".into(), unit: "us", higher_is_better: false, values: lcol(b) },
+        Row { figure: "loaded round trip p99.9".into(), unit: "us", higher_is_better: false, values: lcol(c) },
+        Row { figure: "bulk during it (2 streams)".into(), unit: "Gbit/s", higher_is_better: true, values: lcol(d) },
+    ];
+    drop(no_splice);
+
+    // 5. Memory per idle relayed connection (proxies only).
     // 9,000, not 10,000: a proxy needs two descriptors per relayed
     // connection, and this machine's hard limit is 20,000.
     let idle_n = if quick { 2_000 } else { 9_000 };
@@ -296,6 +326,8 @@ fn main() {
         values: cpu_per_gib.into_iter().map(|(n, v)| (n, median(v))).collect(),
     });
     print_table(&rows);
+    println!("Under load: {loaded_count} round trips of 32 bytes while 2 streams write 64 KiB chunks through the same server:");
+    print_table(&loaded_rows);
 
     // Scaling across reactor threads: --threads 1 against --threads 2.
     drop(servers);

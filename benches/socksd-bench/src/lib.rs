@@ -266,6 +266,74 @@ pub fn latency(route: &Route, t: &Targets, count: usize) -> io::Result<Percentil
     Ok(percentiles(times))
 }
 
+/// What [`loaded_latency`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Loaded {
+    /// Round trips of the small exchange.
+    pub rtt: Percentiles,
+    /// Bytes per second the bulk streams moved meanwhile, all together.
+    pub bulk_bps: f64,
+}
+
+/// Size of each bulk stream's writes in [`loaded_latency`].
+pub const LOADED_WRITE: usize = 64 * 1024;
+/// Size of each ping and pong in [`loaded_latency`].
+pub const LOADED_PING: usize = 32;
+
+/// Latency under load: `streams` connections write [`LOADED_WRITE`]-byte
+/// chunks to the sink as fast as they can while one more connection through
+/// the same route does `count` round trips of [`LOADED_PING`] bytes. The
+/// question it answers: does a small exchange wait behind a bulk transfer?
+pub fn loaded_latency(route: &Route, t: &Targets, streams: usize, count: usize) -> io::Result<Loaded> {
+    let mut ping = route.open(t.echo)?;
+    let msg = [0x5au8; LOADED_PING];
+    let mut back = [0u8; LOADED_PING];
+    for _ in 0..count / 10 + 1 {
+        ping.write_all(&msg)?;
+        ping.read_exact(&mut back)?;
+    }
+    let conns: Vec<TcpStream> = (0..streams).map(|_| route.open(t.sink)).collect::<io::Result<_>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = conns
+        .into_iter()
+        .map(|mut s| {
+            let stop = stop.clone();
+            thread::spawn(move || -> u64 {
+                let b = vec![0x33u8; LOADED_WRITE];
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match s.write(&b) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k as u64,
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Both);
+                n
+            })
+        })
+        .collect();
+    // Let the streams reach full speed (and fill every buffer on the way).
+    thread::sleep(Duration::from_millis(200));
+    let mut times = Vec::with_capacity(count);
+    let mut failed = None;
+    for _ in 0..count {
+        let t0 = Instant::now();
+        if let Err(e) = ping.write_all(&msg).and_then(|()| ping.read_exact(&mut back)) {
+            failed = Some(e);
+            break;
+        }
+        times.push(t0.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(Loaded { rtt: percentiles(times), bulk_bps: total as f64 / secs })
+}
+
 /// Idle relayed connections: `n` connections through the route to targets
 /// that never accept (the kernel completes their handshakes from the
 /// listen backlog), so that the target side costs no descriptors here.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn usage(o: &Options) -> String {
     o.usage(
-        "Usage: socksd-bench [--proxy HOST:PORT [--user U:P]] --mode bulk|connrate|latency|idle [OPTIONS]\n\n\
+        "Usage: socksd-bench [--proxy HOST:PORT [--user U:P]] --mode bulk|connrate|latency|loaded-latency|idle [OPTIONS]\n\n\
          Measures a SOCKS5 proxy (or, without --proxy, the direct path) on loopback.",
     )
 }
@@ -36,12 +36,12 @@ fn main() {
     let mut o = Options::new();
     o.optopt("p", "proxy", "SOCKS5 proxy to measure; without it, the direct path", "HOST:PORT");
     o.optopt("u", "user", "username and password for the proxy", "USER:PASS");
-    o.optopt("m", "mode", "bulk, connrate, latency or idle", "MODE");
-    o.optopt("", "streams", "bulk: parallel streams (default 1)", "N");
+    o.optopt("m", "mode", "bulk, connrate, latency, loaded-latency or idle", "MODE");
+    o.optopt("", "streams", "bulk: parallel streams (default 1); loaded-latency: bulk streams (default 2)", "N");
     o.optopt("", "direction", "bulk: down (target to client) or up (default down)", "DIR");
     o.optopt("", "time", "bulk, connrate: seconds to run (default 3)", "S");
     o.optopt("", "workers", "connrate: concurrent workers (default 32)", "N");
-    o.optopt("", "count", "latency: round trips (default 20000)", "N");
+    o.optopt("", "count", "latency: round trips (default 20000); loaded-latency: (default 5000)", "N");
     o.optopt("", "conns", "idle: connections to hold (default 10000)", "N");
     o.optopt("", "pid", "idle, bulk: the proxy's pid, to report its RSS and CPU", "PID");
     o.optflag("h", "help", "print this help");
@@ -120,6 +120,23 @@ fn main() {
                         p.p50, p.p99, p.p999
                     ),
                     format!("round trip: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us", p.p50, p.p99, p.p999),
+                )
+            })
+        }
+        "loaded-latency" => {
+            let streams = num(&m, "streams", 2usize);
+            let count = num(&m, "count", 5_000usize);
+            loadgen::loaded_latency(&route, &targets, streams, count).map(|l| {
+                let (p, gbps) = (l.rtt, l.bulk_bps * 8.0 / 1e9);
+                (
+                    format!(
+                        "mode=loaded-latency proxy={proxy} streams={streams} count={count} p50_us={:.1} p99_us={:.1} p999_us={:.1} bulk_gbit_per_s={gbps:.2}",
+                        p.p50, p.p99, p.p999
+                    ),
+                    format!(
+                        "round trip under {streams} bulk streams: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us; bulk {gbps:.2} Gbit/s",
+                        p.p50, p.p99, p.p999
+                    ),
                 )
             })
         }
