@@ -89,6 +89,8 @@ pub struct Config {
     /// `--log-procd`: info and below to stdout, warnings and errors to
     /// stderr, without the program-name prefix (procd adds it).
     pub log_procd: bool,
+    /// `--log-connections`: one line per finished or refused connection.
+    pub log_connections: bool,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             reuse_port: false,
             verbosity: 0,
             log_procd: false,
+            log_connections: false,
         }
     }
 }
@@ -327,6 +330,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     c.udp_full_cone = m.opt_present("udp-full-cone");
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
     c.log_procd = m.opt_present("log-procd");
+    c.log_connections = m.opt_present("log-connections");
     if m.opt_present("check") {
         return Ok(Action::Check(Box::new(c)));
     }

@@ -11,6 +11,7 @@ use crate::host::LocalCache;
 use crate::outbound::Source;
 use crate::pipe::PipePool;
 use crate::resolver::Resolver;
+use crate::stats::{RateLimit, Stats};
 use crate::timer::Timers;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -42,9 +43,6 @@ pub(crate) struct Shared {
     pub resolver: Resolver,
     /// Where the next `--udp-ports` search starts, so ports rotate.
     pub udp_cursor: AtomicUsize,
-    /// UDP datagrams dropped: wrong source, FRAG != 0, bad header, no route.
-    /// (A count, not bytes: a word wide on every target, 32-bit included.)
-    pub udp_dropped: AtomicUsize,
     /// What each client holds (`--max-conns-per-ip`, `--udp-ports-per-ip`).
     pub clients: Arc<Clients>,
     /// `--auth-once`: client IPs that authenticated, oldest first.
@@ -63,7 +61,6 @@ impl Shared {
             stop: AtomicBool::new(false),
             resolver,
             udp_cursor: AtomicUsize::new(0),
-            udp_dropped: AtomicUsize::new(0),
             clients,
             authed: Mutex::new(VecDeque::new()),
         }
@@ -114,6 +111,10 @@ pub(crate) struct Core {
     pub budget: usize,
     /// Recent answers to "is this address the host itself?" (`self`).
     pub local: LocalCache,
+    /// This thread's counters (see stats.rs).
+    pub stats: Stats,
+    /// The rate limit on refusal and failed-login lines.
+    pub limit: RateLimit,
 }
 
 impl Core {
@@ -130,6 +131,8 @@ impl Core {
             // Per direction and round: four buffers' or pipes' worth.
             budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
             local: LocalCache::default(),
+            stats: Stats::default(),
+            limit: RateLimit::default(),
             shared,
         }
     }

@@ -18,23 +18,44 @@ use std::fmt;
 #[derive(Debug, Clone, Copy)]
 pub struct Escaped<'a>(pub &'a [u8]);
 
+/// Like [`Escaped`], and a space is escaped too (`\x20`): one value of a
+/// `key=value` line is one word.
+///
+/// ```
+/// use socksd::escape::Field;
+/// assert_eq!(Field(b"a b=c").to_string(), "a\\x20b=c");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Field<'a>(pub &'a [u8]);
+
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut rest = self.0;
-        while !rest.is_empty() {
-            let plain = rest.iter().position(|&b| !(0x20..0x7f).contains(&b) || b == b'\\').unwrap_or(rest.len());
-            // The run is printable ASCII, hence valid UTF-8.
-            f.write_str(std::str::from_utf8(&rest[..plain]).unwrap_or(""))?;
-            let Some(&b) = rest.get(plain) else { break };
-            if b == b'\\' {
-                f.write_str("\\\\")?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
-            }
-            rest = &rest[plain + 1..];
-        }
-        Ok(())
+        escape(self.0, 0x20, f)
     }
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(self.0, 0x21, f)
+    }
+}
+
+/// Writes `bytes` with every byte outside `low..0x7f`, and `\`, escaped.
+fn escape(bytes: &[u8], low: u8, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let plain = rest.iter().position(|&b| !(low..0x7f).contains(&b) || b == b'\\').unwrap_or(rest.len());
+        // The run is printable ASCII, hence valid UTF-8.
+        f.write_str(std::str::from_utf8(&rest[..plain]).unwrap_or(""))?;
+        let Some(&b) = rest.get(plain) else { break };
+        if b == b'\\' {
+            f.write_str("\\\\")?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+        rest = &rest[plain + 1..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -136,6 +136,13 @@ pub(crate) const FLAGS: &[Flag] = &[
         flag("", "check", Nothing, "", "check the flags (users file, interface) and exit without serving"),
     ),
     flag("v", "verbose", Count, "", "more logging (repeatable); RUST_LOG also honoured"),
+    flag(
+        "",
+        "log-connections",
+        Nothing,
+        "",
+        "log a key=value line for every finished or refused connection (see socksd(8))",
+    ),
     flag("q", "quiet", Count, "", "less logging (repeatable)"),
     flag(
         "",

@@ -22,7 +22,7 @@ pub enum Proto {
 }
 
 /// The destination of a CONNECT, owned (the handshake buffer is reused).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// An address (or a name that is an IP literal).
     Ip(SocketAddr),

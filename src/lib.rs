@@ -43,7 +43,9 @@ mod relay;
 mod resolver;
 mod timer;
 
-// The engine's shared context and token layout.
+// The engine's counters, shared context and token layout.
+mod stats;
+
 mod core;
 mod token;
 
@@ -63,6 +65,7 @@ pub mod server;
 
 pub use config::Config;
 pub use server::Server;
+pub use stats::{Stats, UserStats};
 
 /// Hooks for the integration tests; not part of the API.
 #[doc(hidden)]

@@ -1,74 +1,14 @@
 //! The `socksd` binary: flags, logging, signals. Everything else lives in
 //! the library.
 
-use log::{error, info, LevelFilter};
+use log::{error, info};
 use socksd::config::{self, Action};
+mod logging;
 mod signals;
 
 use signals::Signal;
 use socksd::{auth, Server};
-use std::io::Write;
 use std::process::exit;
-
-/// Under procd (`--log-procd`), stdout lines are filed at syslog level
-/// info and stderr lines at err: two loggers, chosen by level.
-struct Split {
-    info: env_logger::Logger,
-    warn: env_logger::Logger,
-}
-
-impl log::Log for Split {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        self.info.enabled(m)
-    }
-    fn log(&self, r: &log::Record) {
-        if r.level() <= log::Level::Warn {
-            self.warn.log(r)
-        } else {
-            self.info.log(r)
-        }
-    }
-    fn flush(&self) {
-        self.info.flush();
-        self.warn.flush();
-    }
-}
-
-fn logger(level: LevelFilter, procd: bool, target: env_logger::Target) -> env_logger::Logger {
-    let mut b = env_logger::Builder::new();
-    b.filter_level(level).target(target);
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        b.parse_filters(&spec);
-    }
-    if procd {
-        // procd tags every line "socksd[PID]" itself.
-        b.format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
-    } else {
-        b.format(|f, r| writeln!(f, "socksd: {}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
-    }
-    b.build()
-}
-
-fn init_logging(verbosity: i32, procd: bool) {
-    let level = match verbosity {
-        i32::MIN..=-2 => LevelFilter::Error,
-        -1 => LevelFilter::Warn,
-        0 => LevelFilter::Info,
-        1 => LevelFilter::Debug,
-        _ => LevelFilter::Trace,
-    };
-    let warn = logger(level, procd, env_logger::Target::Stderr);
-    let max = warn.filter();
-    let result = if procd {
-        let info = logger(level, procd, env_logger::Target::Stdout);
-        log::set_boxed_logger(Box::new(Split { info, warn }))
-    } else {
-        log::set_boxed_logger(Box::new(warn))
-    };
-    if result.is_ok() {
-        log::set_max_level(max);
-    }
-}
 
 /// Raises the soft open-file limit to the hard one: every relayed
 /// connection needs two descriptors, and 1024 is a common soft default.
@@ -128,7 +68,7 @@ fn main() {
         Err(e) => usage_error(&e.0),
     };
     check_or_exit(&cfg);
-    init_logging(cfg.verbosity, cfg.log_procd);
+    logging::init(cfg.verbosity, cfg.log_connections, cfg.log_procd);
     raise_nofile();
     let flag_users = cfg.users.clone();
     let users_file = cfg.users_file.clone();
@@ -136,12 +76,18 @@ fn main() {
         Ok(s) => s,
         Err(e) => {
             error!("{e}");
+            logging::drain();
             exit(1);
         }
     };
     loop {
         match signals::wait(&sigs) {
             Ok(Signal::Stop) | Err(_) => break,
+            Ok(Signal::Stats) => {
+                for line in server.stats().report() {
+                    info!("{line}");
+                }
+            }
             Ok(Signal::Reload) => {
                 let Some(path) = &users_file else {
                     server.forget_auth_once();
@@ -170,5 +116,6 @@ fn main() {
     }
     info!("stopping");
     server.shutdown();
+    logging::drain();
     exit(0);
 }

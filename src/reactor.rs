@@ -7,6 +7,7 @@ use crate::connection::{Closed, Conn};
 use crate::core::{Core, Shared};
 use crate::fds;
 use crate::resolver::Answer;
+use crate::stats::Stats;
 use crate::token::{self, Owner, Role};
 use log::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -15,7 +16,7 @@ use slab::Slab;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,8 @@ pub(crate) struct Reactor {
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     answers: Receiver<Answer>,
+    /// Requests for a snapshot of this thread's counters (SIGUSR1).
+    stats: Receiver<Sender<Stats>>,
     core: Core,
     next_id: u64,
     accept_paused: Option<Instant>,
@@ -42,6 +45,7 @@ impl Reactor {
         poll: Poll,
         mut listeners: Vec<TcpListener>,
         answers: Receiver<Answer>,
+        stats: Receiver<Sender<Stats>>,
         shared: Arc<Shared>,
     ) -> std::io::Result<Reactor> {
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -52,6 +56,7 @@ impl Reactor {
             listeners,
             conns: Slab::with_capacity(1024),
             answers,
+            stats,
             core: Core::new(index, shared),
             next_id: 0,
             accept_paused: None,
@@ -98,6 +103,13 @@ impl Reactor {
                 if let Err(why) = flow {
                     self.close(a.key, why);
                 }
+            }
+            while let Ok(reply) = self.stats.try_recv() {
+                let mut snap = self.core.stats.clone();
+                for (_, c) in self.conns.iter() {
+                    c.count_live(&mut snap);
+                }
+                let _ = reply.send(snap);
             }
             // Connections that yielded: swap lists so that ones yielding
             // again land in the next round, not this one.
@@ -189,16 +201,17 @@ impl Reactor {
     /// over `--max-conns-per-ip` or `--max-conns`, or no descriptor left in
     /// the budget (which a flood must not turn into EMFILE for everybody).
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
-        let shared = &self.core.shared;
+        let shared = self.core.shared.clone();
         if !shared.cfg.acl.client_allowed(peer.ip()) {
-            debug!("{peer}: not in --allow, closed");
+            self.turn_away(peer, 0);
             return;
         }
         let Ok(slot) = shared.clients.take(peer.ip(), Kind::Conn) else {
-            debug!("{peer}: over --max-conns-per-ip, closed");
+            self.turn_away(peer, 1);
             return;
         };
         let Some(budget) = fds::take(1) else {
+            self.core.stats.turned_away[3] += 1;
             let now = Instant::now();
             if self.emfile_logged.is_none_or(|t| now.duration_since(t) >= EMFILE_LOG_EVERY) {
                 self.emfile_logged = Some(now);
@@ -208,7 +221,7 @@ impl Reactor {
         };
         if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
             shared.active.fetch_sub(1, Ordering::AcqRel);
-            debug!("{peer}: over --max-conns, closed");
+            self.turn_away(peer, 2);
             return;
         }
         // TCP_NODELAY comes from the listener (see server.rs).
@@ -223,8 +236,34 @@ impl Reactor {
             shared.active.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        // Unique in the process: the thread's count, interleaved with the
+        // other threads' (thread i of n numbers i, n + i, 2n + i, ...).
         self.next_id += 1;
-        entry.insert(Conn::new(key, self.next_id, sock, budget, slot, peer, &mut self.core));
+        let id = self.next_id * shared.cfg.threads as u64 + self.core.index as u64;
+        self.core.stats.accepted += 1;
+        entry.insert(Conn::new(key, id, sock, budget, slot, peer, &mut self.core));
+    }
+
+    /// Counts a client closed at accept (`why` indexes
+    /// [`crate::stats::TURNED_AWAY`]) and says so, rate-limited: at `-v`, and
+    /// in the connection log, where a scan is what an owner wants to see.
+    fn turn_away(&mut self, peer: SocketAddr, why: usize) {
+        self.core.stats.turned_away[why] += 1;
+        let word = crate::stats::TURNED_AWAY[why];
+        let logging = self.core.shared.cfg.log_connections || log::log_enabled!(log::Level::Debug);
+        if !logging {
+            return;
+        }
+        if !self.core.limit.allow(Instant::now()) {
+            self.core.stats.log_suppressed += 1;
+            return;
+        }
+        let held = std::mem::take(&mut self.core.limit.held);
+        if self.core.shared.cfg.log_connections {
+            log::info!(target: "connlog", "conn id=- client={peer} end={word} suppressed={held}");
+        } else {
+            debug!("{peer}: closed at accept: {word} (suppressed {held})");
+        }
     }
 
     /// Removes a connection: the one place where every close is logged,
@@ -232,6 +271,7 @@ impl Reactor {
     fn close(&mut self, key: usize, why: Closed) {
         if let Some(mut c) = self.conns.try_remove(key) {
             debug!("#{} {} closed: {}", c.id(), c.peer(), why);
+            c.finish(why, &mut self.core);
             c.release(&mut self.core);
             self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
         }

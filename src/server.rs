@@ -9,6 +9,7 @@ use crate::fds;
 use crate::outbound;
 use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
+use crate::stats::Stats;
 use crate::token::WAKER;
 use log::{info, warn};
 use mio::net::TcpListener;
@@ -17,8 +18,9 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 const BACKLOG: i32 = 1024;
 
@@ -27,6 +29,9 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
+    /// Where to ask each reactor for its counters.
+    stats_tx: Vec<mpsc::Sender<mpsc::Sender<Stats>>>,
+    started: Instant,
     threads: Vec<JoinHandle<()>>,
     /// "socksd serves this address", held while the server runs.
     _claims: Vec<Claim>,
@@ -200,9 +205,19 @@ impl Server {
         let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
         let shared = Arc::new(Shared::new(cfg, users, max_conns, resolver, Clients::new(per_ip, udp_per_ip)));
 
-        let mut server = Server { addrs, shared: shared.clone(), wakers, threads: Vec::new(), _claims: claims };
+        let mut server = Server {
+            addrs,
+            shared: shared.clone(),
+            wakers,
+            stats_tx: Vec::with_capacity(threads),
+            started: Instant::now(),
+            threads: Vec::new(),
+            _claims: claims,
+        };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
-            let reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
+            let (ask, asked) = mpsc::channel();
+            server.stats_tx.push(ask);
+            let reactor = Reactor::new(i, poll, ls, rx, asked, shared.clone())?;
             let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
@@ -231,8 +246,31 @@ impl Server {
 
     /// UDP datagrams dropped so far (wrong source, fragments, bad headers,
     /// denied or unknown reply sources).
-    pub fn udp_dropped(&self) -> usize {
-        self.shared.udp_dropped.load(Ordering::Relaxed)
+    pub fn udp_dropped(&self) -> u64 {
+        self.stats().udp_dropped
+    }
+
+    /// The counters, summed over the reactor threads (each sends a snapshot
+    /// of its own; a thread that does not answer within a second is left
+    /// out). Live connections are counted with what they have moved so far.
+    pub fn stats(&self) -> Stats {
+        let (tx, rx) = mpsc::channel();
+        let mut asked = 0;
+        for (ask, waker) in self.stats_tx.iter().zip(&self.wakers) {
+            if ask.send(tx.clone()).is_ok() && waker.wake().is_ok() {
+                asked += 1;
+            }
+        }
+        let mut sum = Stats::default();
+        let end = Instant::now() + Duration::from_secs(1);
+        for _ in 0..asked {
+            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(s) => sum.merge(&s),
+                Err(_) => break,
+            }
+        }
+        sum.uptime = self.started.elapsed();
+        sum
     }
 
     /// Name lookups waiting for a resolver thread (running ones aside).

@@ -1,4 +1,4 @@
-//! Signals, handled synchronously: the main thread blocks them before any
+//! Signals (SIGINT, SIGTERM, SIGHUP, SIGUSR1), handled synchronously: the main thread blocks them before any
 //! other thread starts (threads inherit the mask) and waits for them with
 //! `sigwait`, so no code runs in signal context.
 
@@ -10,11 +10,13 @@ pub enum Signal {
     Stop,
     /// SIGHUP.
     Reload,
+    /// SIGUSR1: log the counters.
+    Stats,
 }
 
 pub struct SignalSet(libc::sigset_t);
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and in every
+/// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR1 in the calling thread and in every
 /// thread it starts from now on.
 pub fn block() -> io::Result<SignalSet> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
@@ -26,6 +28,7 @@ pub fn block() -> io::Result<SignalSet> {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
     };
     if rc != 0 {
@@ -45,6 +48,7 @@ pub fn wait(set: &SignalSet) -> io::Result<Signal> {
         }
         match sig {
             libc::SIGHUP => return Ok(Signal::Reload),
+            libc::SIGUSR1 => return Ok(Signal::Stats),
             libc::SIGINT | libc::SIGTERM => return Ok(Signal::Stop),
             _ => {}
         }

@@ -71,6 +71,17 @@ pub(crate) struct Assoc {
     next_sent: usize,
     /// This client's share of `--udp-ports`, when that is limited.
     _port_slot: Option<Slot>,
+    counts: UdpCounts,
+}
+
+/// Datagrams and payload bytes each way, and datagrams dropped.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct UdpCounts {
+    pub dgrams_up: u64,
+    pub dgrams_down: u64,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub dropped: u64,
 }
 
 fn no_budget() -> io::Error {
@@ -141,6 +152,7 @@ impl Assoc {
             sent: [None; SENT_MEMORY],
             next_sent: 0,
             _port_slot: port_slot,
+            counts: UdpCounts::default(),
         })
     }
 
@@ -203,9 +215,14 @@ impl Assoc {
         }
     }
 
-    fn dropped(core: &Core) -> bool {
-        core.shared.udp_dropped.fetch_add(1, Ordering::Relaxed);
+    fn dropped(&mut self) -> bool {
+        self.counts.dropped += 1;
         false
+    }
+
+    /// What this association has relayed and dropped so far.
+    pub fn counts(&self) -> &UdpCounts {
+        &self.counts
     }
 
     /// One datagram from the relay socket, in `core.scratch[..len]`.
@@ -219,22 +236,22 @@ impl Assoc {
         reg: &Registry,
     ) -> bool {
         if from.ip() != self.client_ip || self.client_port.is_some_and(|p| p != from.port()) {
-            return Self::dropped(core);
+            return self.dropped();
         }
         let (to, off) = {
             let dgram = &core.scratch[..len];
             let Some((hdr, off)) = socks5::parse_udp_header(dgram) else {
-                return Self::dropped(core);
+                return self.dropped();
             };
             // No reassembly: RFC 1928 §7 lets such a server drop fragments.
             if hdr.frag != 0 {
-                return Self::dropped(core);
+                return self.dropped();
             }
             self.client_port = Some(from.port());
             match hdr.dst {
                 Addr::Ip(sa) => (sa, off),
                 Addr::Domain(name, port) => {
-                    let Ok(name) = std::str::from_utf8(name) else { return Self::dropped(core) };
+                    let Ok(name) = std::str::from_utf8(name) else { return self.dropped() };
                     if let Ok(ip) = name.parse::<IpAddr>() {
                         (SocketAddr::new(ip, port), off)
                     } else if let Some(ip) = self.cached(name) {
@@ -246,7 +263,7 @@ impl Assoc {
             }
         };
         if !core.dest_allowed(to) {
-            return Self::dropped(core);
+            return self.dropped();
         }
         self.send_out(to, &core.scratch[off..len], key, core, reg)
     }
@@ -258,12 +275,12 @@ impl Assoc {
     /// Keeps one datagram while its name resolves; others meanwhile drop.
     fn park(&mut self, name: &str, port: u16, data: &[u8], key: usize, id: u64, core: &Core) -> bool {
         if self.parked.is_some() {
-            return Self::dropped(core);
+            return self.dropped();
         }
         let client = crate::clients::client_key(self.client_ip);
         let job = Job { name: name.into(), port, reactor: core.index, key, id, client };
         if core.shared.resolver.submit(job, core.now).is_err() {
-            return Self::dropped(core);
+            return self.dropped();
         }
         self.parked = Some(Parked { name: name.into(), port, data: data.into() });
         false
@@ -285,11 +302,11 @@ impl Assoc {
                 if core.dest_allowed(to) {
                     self.send_out(to, &p.data, key, core, reg);
                 } else {
-                    Self::dropped(core);
+                    self.dropped();
                 }
             }
             None => {
-                Self::dropped(core);
+                self.dropped();
             }
         }
     }
@@ -321,12 +338,14 @@ impl Assoc {
     /// Sends to a destination the rules have already admitted.
     fn send_out(&mut self, to: SocketAddr, data: &[u8], key: usize, core: &Core, reg: &Registry) -> bool {
         match self.out_socket(to, key, core, reg).and_then(|s| s.send_to(data, to)) {
-            Ok(_) => {
+            Ok(n) => {
                 self.remember_sent(to.ip().to_canonical());
+                self.counts.dgrams_up += 1;
+                self.counts.bytes_up += n as u64;
                 true
             }
             // UDP is lossy: a full socket buffer drops, as a router would.
-            Err(_) => Self::dropped(core),
+            Err(_) => self.dropped(),
         }
     }
 
@@ -356,7 +375,7 @@ impl Assoc {
             let src = canonical(src);
             let admitted = core.shared.cfg.udp_full_cone || self.sent.contains(&Some(src.ip()));
             let Some(port) = self.client_port.filter(|_| admitted && core.dest_allowed(src)) else {
-                Self::dropped(core);
+                self.dropped();
                 continue;
             };
             let hlen = if src.is_ipv4() { 10 } else { 22 };
@@ -364,9 +383,13 @@ impl Assoc {
             socks5::encode_udp_header(src, &mut core.scratch[start..HEADROOM]);
             let to = SocketAddr::new(self.client_ip, port);
             match self.relay.sock.send_to(&core.scratch[start..HEADROOM + len], to) {
-                Ok(_) => moved += 1,
+                Ok(_) => {
+                    moved += 1;
+                    self.counts.dgrams_down += 1;
+                    self.counts.bytes_down += len as u64;
+                }
                 Err(_) => {
-                    Self::dropped(core);
+                    self.dropped();
                 }
             }
         }

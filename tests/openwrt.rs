@@ -303,6 +303,22 @@ fn reload_signals_before_it_starts() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `/etc/init.d/socksd stats` asks every instance for its counters, and
+/// `log_connections` turns the connection log on.
+#[test]
+fn stats_command_and_connection_log_option() {
+    let dir = tmpdir("stats");
+    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n\toption log_connections '1'\n");
+    let out = dir.join("out");
+    let events = harness(&config, &out, "stats", &[]);
+    assert_eq!(events.lines().collect::<Vec<_>>(), ["signal socksd * USR1"]);
+    harness(&config, &out, "start", &[]);
+    let args = main_args(&out);
+    assert!(args.iter().any(|a| a == "--log-connections"), "{args:?}");
+    check(&args);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// What the jailed service has: an unprivileged user, no capabilities, no
 /// new privileges. socksd starts and relays like that, including
 /// --outgoing-iface (SO_BINDTODEVICE needs no privilege since Linux 5.7).

@@ -61,7 +61,7 @@ fn round_trip(u: &UdpSocket, relay: SocketAddr, dst: &[u8], data: &[u8]) -> (Soc
 }
 
 /// Waits (bounded) until the server's drop counter passes `before`.
-fn wait_dropped(srv: &socksd::Server, before: usize) {
+fn wait_dropped(srv: &socksd::Server, before: u64) {
     let end = Instant::now() + IO_TIMEOUT;
     while srv.udp_dropped() <= before {
         assert!(Instant::now() < end, "datagram was not dropped");

@@ -30,7 +30,7 @@ impl Conn {
             return self.fail(proto, Reply::HostUnreachable, core);
         };
         if !want.ip().is_unspecified() && !expect.iter().any(|a| core.dest_allowed(a)) {
-            debug!("#{} bind: expected peer {} denied by rules", self.id, want);
+            debug!("#{} {} bind: expected peer {} denied by rules", self.id, self.peer, want);
             return self.fail(proto, Reply::NotAllowed, core);
         }
         let v4 = want.ip().to_canonical().is_ipv4();
@@ -42,7 +42,12 @@ impl Conn {
             (_, None) => None,
         };
         let Some(ip) = ip else {
-            debug!("#{} bind: no {} address to listen on near the client", self.id, if v4 { "IPv4" } else { "IPv6" });
+            debug!(
+                "#{} {} bind: no {} address to listen on near the client",
+                self.id,
+                self.peer,
+                if v4 { "IPv4" } else { "IPv6" }
+            );
             return self.fail(proto, Reply::NetworkUnreachable, core);
         };
         let Some(budget) = fds::take(1) else {
@@ -56,7 +61,7 @@ impl Conn {
             Err(e) => return self.fail(proto, Reply::from_io(&e), core),
         };
         let bnd = listener.local_addr().unwrap_or(socks5::UNSPECIFIED);
-        debug!("#{} bind listening on {}", self.id, bnd);
+        debug!("#{} {} bind listening on {}", self.id, self.peer, bnd);
         self.reply(proto, Reply::Succeeded, bnd)?;
         self.enter(State::BindWaiting { proto, listener, _budget: budget, expect });
         self.set_deadline(core.now + core.shared.cfg.bind_timeout, core);
@@ -92,12 +97,12 @@ impl Conn {
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let expected = expect.iter().any(|e| e.ip().is_unspecified() || e.ip().to_canonical() == peer.ip());
         if !expected {
-            info!("#{} bind: peer {} is not the expected host; refused", self.id, peer);
+            info!("#{} {} bind: peer {} is not the expected host; refused", self.id, self.peer, peer);
             return self.fail(proto, Reply::NotAllowed, core);
         }
         // The peer is a destination too: the same rules decide who it may be.
         if !core.dest_allowed(peer) {
-            info!("#{} bind: peer {} denied by rules; refused", self.id, peer);
+            info!("#{} {} bind: peer {} denied by rules; refused", self.id, self.peer, peer);
             return self.fail(proto, Reply::NotAllowed, core);
         }
         let Some(budget) = fds::take(1) else {
@@ -111,7 +116,8 @@ impl Conn {
         side.readable = true;
         side.writable = true;
         self.target = Some(side);
-        debug!("#{} bind: peer {} connected", self.id, peer);
+        self.rec.addr = Some(peer);
+        debug!("#{} {} bind: peer {} connected", self.id, self.peer, peer);
         self.reply(proto, Reply::Succeeded, peer)?;
         self.enter_relay(core)
     }

@@ -48,6 +48,33 @@ pub(crate) enum Closed {
 
 pub(crate) type Flow = Result<(), Closed>;
 
+impl Closed {
+    /// The index of this reason's word in [`crate::stats::ENDS`].
+    pub(crate) fn end(&self) -> usize {
+        let reset = |k: &ErrorKind| matches!(k, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe);
+        match self {
+            Closed::Eof => 0,
+            Closed::ClientGone => 1,
+            Closed::Io(End::Client, k) if reset(k) => 2,
+            Closed::Io(End::Target, k) if reset(k) => 3,
+            Closed::Io(End::Client, _) => 4,
+            Closed::Io(End::Target, _) => 5,
+            Closed::NotSocks => 6,
+            Closed::Handshake => 7,
+            Closed::AuthFailed => 8,
+            Closed::NoMethod => 9,
+            Closed::Timeout(Wait::Handshake) => 10,
+            Closed::Timeout(Wait::Resolve) => 11,
+            Closed::Timeout(Wait::Connect) => 12,
+            Closed::Timeout(Wait::BindPeer) => 13,
+            Closed::Timeout(Wait::Idle) => 14,
+            Closed::Refused(Reply::NotAllowed) => 16,
+            Closed::Refused(_) => 15,
+            Closed::Shutdown => 17,
+        }
+    }
+}
+
 impl fmt::Display for Closed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

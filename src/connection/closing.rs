@@ -57,6 +57,7 @@ impl Ctl {
 impl Conn {
     /// Queues a reply in the client's protocol.
     pub(super) fn reply(&mut self, proto: Proto, reply: Reply, bnd: SocketAddr) -> Flow {
+        self.rec.reply = Some(reply);
         match proto {
             Proto::V5 => {
                 let mut out = [0u8; socks5::MAX_REPLY];

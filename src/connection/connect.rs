@@ -69,18 +69,18 @@ impl Conn {
         while let Some(addr) = a.targets.get(a.next) {
             a.next += 1;
             if !core.dest_allowed(addr) {
-                debug!("#{} {}: destination denied by rules", self.id, addr);
+                debug!("#{} {} {}: destination denied by rules", self.id, self.peer, addr);
                 a.last = Reply::NotAllowed;
                 continue;
             }
             let Some(budget) = fds::take(1) else {
-                debug!("#{} connect {}: out of descriptors", self.id, addr);
+                debug!("#{} {} connect {}: out of descriptors", self.id, self.peer, addr);
                 return self.fail(a.proto, Reply::GeneralFailure, core);
             };
             let mut sock = match outbound::connect(addr, &core.shared.source) {
                 Ok(s) => s,
                 Err(e) => {
-                    debug!("#{} connect {}: {}", self.id, addr, e);
+                    debug!("#{} {} connect {}: {}", self.id, self.peer, addr, e);
                     a.last = Reply::from_io(&e);
                     continue;
                 }
@@ -110,7 +110,7 @@ impl Conn {
             Ok(false) => Ok(()),
             Ok(true) => self.connected(core),
             Err(e) => {
-                debug!("#{} connect failed: {}", self.id, e);
+                debug!("#{} {} connect failed: {}", self.id, self.peer, e);
                 self.next_attempt(Reply::from_io(&e), core, reg)
             }
         }
@@ -144,7 +144,8 @@ impl Conn {
         // Writable: that is how the connect completed. Readable only if an
         // event said so: anything the target sends raises its own edge.
         t.writable = true;
-        debug!("#{} connected from {}", self.id, local);
+        self.rec.addr = t.sock.peer_addr().ok();
+        debug!("#{} {} connected from {}", self.id, self.peer, local);
         self.reply(proto, Reply::Succeeded, local)?;
         self.enter_relay(core)
     }

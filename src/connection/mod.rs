@@ -21,6 +21,7 @@ mod closed;
 mod closing;
 mod connect;
 mod negotiate;
+mod record;
 mod udp;
 
 pub(crate) use closed::{Closed, End, Flow, Wait};
@@ -49,7 +50,7 @@ enum Command {
 }
 
 impl Command {
-    fn verb(self) -> &'static str {
+    pub(super) fn verb(self) -> &'static str {
         match self {
             Command::Connect => "connect",
             Command::Bind => "bind",
@@ -136,6 +137,8 @@ pub(crate) struct Conn {
     last_active: Instant,
     /// Already in the reactor's resume list.
     queued: bool,
+    /// What the connection log and the counters report (see record.rs).
+    rec: record::Record,
 }
 
 impl Conn {
@@ -164,6 +167,7 @@ impl Conn {
             timer_at: None,
             last_active: core.now,
             queued: false,
+            rec: record::Record::new(core.now),
         };
         trace!("#{} {} accepted: Greeting", id, peer);
         c.set_deadline(core.now + core.shared.cfg.handshake_timeout, core);
@@ -180,7 +184,7 @@ impl Conn {
 
     /// The one way into a new state, so that `-vv` shows every change.
     fn enter(&mut self, next: State) {
-        trace!("#{} {} -> {}", self.id, self.shown, next.name());
+        trace!("#{} {} {} -> {}", self.id, self.peer, self.shown, next.name());
         self.shown = next.name();
         self.state = next;
     }
@@ -313,6 +317,8 @@ impl Conn {
         };
         if up.bytes + down_bytes > 0 {
             self.last_active = core.now;
+            self.rec.up += up.bytes as u64;
+            self.rec.down += down_bytes as u64;
         }
         if self.up.done() && self.down.done() {
             return Err(Closed::Eof);

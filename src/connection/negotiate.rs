@@ -58,10 +58,15 @@ impl Conn {
                 }
                 Step::Drop => return Err(Closed::NotSocks),
                 Step::Answer { used, bytes, next } => {
-                    if phase == Phase::Auth && next == Next::Request && core.shared.cfg.auth_once {
-                        core.shared.auth_once_remember(self.peer.ip());
+                    if phase == Phase::Auth && next == Next::Request {
+                        if core.shared.cfg.auth_once {
+                            core.shared.auth_once_remember(self.peer.ip());
+                        }
+                        if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
+                            self.rec.user = core.stats.user_slot(c.user);
+                        }
                     }
-                    if phase == Phase::Auth && next == Next::Close {
+                    if phase == Phase::Auth && next == Next::Close && core.limit.allow(core.now) {
                         if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
                             info!("#{} {} authentication failed for user {}", self.id, self.peer, Escaped(c.user));
                         }
@@ -103,6 +108,10 @@ impl Conn {
     /// names are resolved first either way.
     fn start(&mut self, proto: Proto, target: Target, cmd: Command, core: &mut Core, reg: &Registry) -> Flow {
         let until = core.now + core.shared.cfg.connect_timeout;
+        self.rec.cmd = Some(cmd.verb());
+        if core.shared.cfg.log_connections {
+            self.rec.dest = Some(target.clone());
+        }
         match target {
             Target::Ip(sa) => {
                 debug!("#{} {} {} {}", self.id, self.peer, cmd.verb(), sa);

@@ -16,6 +16,7 @@ impl Conn {
     /// The relay socket goes on the address the client reached us on, so
     /// BND is an address it can reach (or `--udp-advertise` behind NAT).
     pub(super) fn start_udp(&mut self, expect: Option<SocketAddr>, core: &mut Core, reg: &Registry) -> Flow {
+        self.rec.cmd = Some("udp");
         let local = match self.client.sock.local_addr() {
             Ok(a) => a.ip().to_canonical(),
             Err(_) => return self.fail(Proto::V5, Reply::GeneralFailure, core),
@@ -25,12 +26,13 @@ impl Conn {
         let a = match opened {
             Ok(a) => a,
             Err(e) => {
-                info!("#{} udp associate: {}", self.id, e);
+                info!("#{} {} udp associate: {}", self.id, self.peer, e);
                 return self.fail(Proto::V5, Reply::GeneralFailure, core);
             }
         };
         let relay = a.relay_addr().unwrap_or(socks5::UNSPECIFIED);
         let bnd = SocketAddr::new(core.shared.cfg.udp_advertise.unwrap_or(relay.ip()), relay.port());
+        self.rec.addr = Some(bnd);
         debug!("#{} {} udp associate on {}", self.id, self.peer, relay);
         self.reply(Proto::V5, Reply::Succeeded, bnd)?;
         self.enter(State::Udp(Box::new(a)));

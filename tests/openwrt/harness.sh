@@ -138,5 +138,6 @@ start() {
 case "$ACTION" in
 reload) reload_service ;;
 triggers) service_triggers ;;
+stats) stats ;;
 *) start_service ;;
 esac

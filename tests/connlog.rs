@@ -1,0 +1,298 @@
+//! The connection log (`--log-connections`), SIGUSR1's counters, and
+//! logging that never stalls a relay, tried on the real binary as a user
+//! would: each command, a wrong password, a refused port, a scan.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::Stdio;
+use std::sync::mpsc::{self, Receiver};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socksd");
+
+/// The server and the lines of its stderr, as they come.
+struct Logged {
+    child: ChildGuard,
+    addr: SocketAddr,
+    lines: Receiver<String>,
+}
+
+fn start_logged(args: &[&str]) -> Logged {
+    let mut child = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "2", "--log-connections"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let end = Instant::now() + IO_TIMEOUT;
+    let addr = loop {
+        let l = lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("socksd did not start");
+        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    Logged { child: ChildGuard(child), addr, lines }
+}
+
+/// A `key=value` line as a map (`conn` or `stats ...` words dropped).
+fn fields(line: &str) -> HashMap<String, String> {
+    line.split(' ').filter_map(|w| w.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl Logged {
+    /// The next connection-log line, waiting for it (bounded).
+    fn next_conn(&self) -> HashMap<String, String> {
+        let end = Instant::now() + IO_TIMEOUT;
+        loop {
+            let l = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("no conn line");
+            if let Some(rest) = l.strip_prefix("socksd: info: conn ") {
+                return fields(rest);
+            }
+        }
+    }
+
+    /// SIGUSR1, then the counter lines until the last one.
+    fn stats(&self) -> HashMap<String, HashMap<String, String>> {
+        // SAFETY: kill has no memory effects; the pid is our own child's.
+        unsafe { libc::kill(self.child.0.id() as libc::pid_t, libc::SIGUSR1) };
+        let mut out = HashMap::new();
+        let end = Instant::now() + IO_TIMEOUT;
+        loop {
+            let l = self.lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("no stats");
+            let Some(rest) = l.strip_prefix("socksd: info: stats ") else { continue };
+            let (head, _) = rest.split_once(' ').unwrap_or((rest, ""));
+            let key = head.split('=').next().unwrap().to_string();
+            out.entry(key.clone()).or_insert_with(HashMap::new).extend(fields(rest));
+            if rest.starts_with("log_suppressed=") {
+                return out;
+            }
+        }
+    }
+}
+
+fn assert_fields(f: &HashMap<String, String>, want: &[(&str, &str)]) {
+    for (k, v) in want {
+        assert_eq!(f.get(*k).map(String::as_str), Some(*v), "{k} in {f:?}");
+    }
+}
+
+#[test]
+fn every_command_and_refusal_leaves_one_line_and_the_counters_agree() {
+    let log = start_logged(&[]);
+    let echo = echo_server("127.0.0.1:0");
+
+    // CONNECT by name, 5 bytes each way.
+    let (mut s, rep, _) = s5_connect(log.addr, &domain_bytes("localhost", echo.port()));
+    assert_eq!(rep, 0);
+    echo_check(&mut s, b"hello");
+    drop(s);
+    let f = log.next_conn();
+    assert_fields(
+        &f,
+        &[("cmd", "connect"), ("reply", "0x00"), ("up", "5"), ("down", "5"), ("end", "eof"), ("user", "-")],
+    );
+    assert_eq!(f["dest"], format!("localhost:{}", echo.port()));
+    assert!(f["addr"].ends_with(&format!(":{}", echo.port())), "{f:?}");
+    assert!(f["client"].starts_with("127.0.0.1:") && f["id"].parse::<u64>().is_ok() && f.contains_key("ms"));
+
+    // SOCKS4 CONNECT by address.
+    let mut s = connect(log.addr);
+    s.write_all(&s4_request(1, echo, b"me", None)).unwrap();
+    assert_eq!(read_s4_reply(&mut s).unwrap()[1], 0x5A);
+    echo_check(&mut s, b"abc");
+    drop(s);
+    assert_fields(&log.next_conn(), &[("cmd", "connect"), ("reply", "0x00"), ("up", "3"), ("down", "3")]);
+
+    // A refused port.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (s, rep, _) = s5_connect(log.addr, &addr_bytes(closed));
+    assert_eq!(rep, refused_reply());
+    drop(s);
+    let f = log.next_conn();
+    assert_fields(&f, &[("cmd", "connect"), ("addr", "-"), ("end", "refused")]);
+    assert_eq!(f["reply"], format!("0x{:02x}", refused_reply()));
+
+    // BIND: the peer connects, sends 4 bytes, and both close.
+    let mut s = connect(log.addr);
+    s.write_all(&[5, 1, 0]).unwrap();
+    s.read_exact(&mut [0u8; 2]).unwrap();
+    s.write_all(&s5_request(2, &addr_bytes("127.0.0.1:0".parse().unwrap()))).unwrap();
+    let (rep, bnd) = read_s5_reply(&mut s).unwrap();
+    assert_eq!(rep, 0);
+    let mut peer = TcpStream::connect(bnd).unwrap();
+    let (rep, _) = read_s5_reply(&mut s).unwrap();
+    assert_eq!(rep, 0);
+    peer.write_all(b"ping").unwrap();
+    s.read_exact(&mut [0u8; 4]).unwrap();
+    drop(peer);
+    drop(s);
+    let f = log.next_conn();
+    assert_fields(&f, &[("cmd", "bind"), ("reply", "0x00"), ("down", "4"), ("up", "0")]);
+    assert_eq!(f["addr"], peer_addr_text(&f));
+
+    // UDP: one datagram each way.
+    let target = UdpSocket::bind("127.0.0.1:0").unwrap();
+    target.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let (ctl, rep, relay) = s5_associate(log.addr, &addr_bytes(client.local_addr().unwrap()));
+    assert_eq!(rep, 0);
+    client.send_to(&udp_request(target.local_addr().unwrap(), b"12345678"), relay).unwrap();
+    let mut b = [0u8; 64];
+    let (n, from) = target.recv_from(&mut b).unwrap();
+    assert_eq!(&b[..n], b"12345678");
+    target.send_to(b"abc", from).unwrap();
+    client.recv_from(&mut b).unwrap();
+    drop(ctl);
+    let f = log.next_conn();
+    assert_fields(
+        &f,
+        &[("cmd", "udp"), ("reply", "0x00"), ("dgrams_up", "1"), ("dgrams_down", "1"), ("up", "8"), ("down", "3")],
+    );
+    assert_fields(&f, &[("dropped", "0"), ("end", "eof")]);
+
+    // Not SOCKS at all (a scan, an HTTP client on the wrong port).
+    let mut s = connect(log.addr);
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert!(closed_without_data(&mut s));
+    assert_fields(&log.next_conn(), &[("end", "not_socks"), ("cmd", "-")]);
+
+    let st = log.stats();
+    assert_fields(&st["accepted"], &[("accepted", "6")]);
+    assert_fields(&st["closed"], &[("eof", "4"), ("refused", "1"), ("not_socks", "1")]);
+    assert_fields(&st["open"], &[("total", "0")]);
+    assert_fields(&st["bytes"], &[("up", "8"), ("down", "12")]);
+    assert_fields(&st["udp"], &[("dgrams_up", "1"), ("dgrams_down", "1"), ("dropped", "0")]);
+    assert!(st.contains_key("uptime_s"), "{st:?}");
+}
+
+/// The BIND line's addr is the peer's address, which the test does not
+/// know in advance beyond its host.
+fn peer_addr_text(f: &HashMap<String, String>) -> String {
+    assert!(f["addr"].starts_with("127.0.0.1:"), "{f:?}");
+    f["addr"].clone()
+}
+
+#[test]
+fn users_and_wrong_passwords_are_logged_and_counted() {
+    let log = start_logged(&["--user", "alice:pw"]);
+    let echo = echo_server("127.0.0.1:0");
+    let (mut s, ok) = s5_login(log.addr, "alice", "pw");
+    assert_eq!(ok, 0);
+    s.write_all(&s5_request(1, &addr_bytes(echo))).unwrap();
+    assert_eq!(read_s5_reply(&mut s).unwrap().0, 0);
+    echo_check(&mut s, b"0123456789");
+    drop(s);
+    assert_fields(&log.next_conn(), &[("user", "alice"), ("up", "10"), ("down", "10"), ("end", "eof")]);
+
+    let (s, ok) = s5_login(log.addr, "alice", "wrong");
+    assert_ne!(ok, 0);
+    drop(s);
+    assert_fields(&log.next_conn(), &[("end", "auth_failed"), ("user", "-")]);
+
+    let st = log.stats();
+    assert_fields(&st["user"], &[("name", "alice"), ("conns", "1"), ("up", "10"), ("down", "10")]);
+    assert_fields(&st["closed"], &[("auth_failed", "1"), ("eof", "1")]);
+}
+
+/// A flood of refusals does not flood the log: past a burst, lines are
+/// counted instead, and the count is told.
+#[test]
+fn refusal_lines_are_rate_limited() {
+    let log = start_logged(&["--user", "alice:pw"]);
+    for _ in 0..200 {
+        let (s, ok) = s5_login(log.addr, "alice", "wrong");
+        assert_ne!(ok, 0);
+        drop(s);
+    }
+    let st = log.stats();
+    assert_fields(&st["closed"], &[("auth_failed", "200")]);
+    let suppressed: u64 = st["log_suppressed"]["log_suppressed"].parse().unwrap();
+    assert!(suppressed >= 100, "{st:?}");
+    let mut conn_lines = 0;
+    while let Ok(l) = log.lines.try_recv() {
+        conn_lines += l.contains(" conn ") as usize;
+    }
+    assert!(conn_lines < 100, "{conn_lines} lines for 200 refusals");
+}
+
+/// Logging never stalls a relay: with stderr a pipe that nobody reads
+/// (a paused terminal, a stuck log daemon), -vv and the connection log
+/// still let an established relay move a bulk transfer and its ping-pongs
+/// complete, while new connections keep being served; the lines that did
+/// not fit were dropped and counted.
+#[test]
+fn a_log_reader_that_stops_never_stalls_the_relay() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = program(BIN)
+        .args(["--listen", &listen, "--threads", "1", "-vv", "--log-connections"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held, never read: the pipe (64 KiB) fills within a few hundred lines.
+    let mut stderr = child.stderr.take().unwrap();
+    let _guard = ChildGuard(child);
+    let proxy: SocketAddr = listen.parse().unwrap();
+    let end = Instant::now() + IO_TIMEOUT;
+    while TcpStream::connect(proxy).is_err() {
+        assert!(Instant::now() < end, "socksd did not start");
+        std::thread::yield_now();
+    }
+    let echo = echo_server("127.0.0.1:0");
+    let (mut relay, rep, _) = s5_connect(proxy, &addr_bytes(echo));
+    assert_eq!(rep, 0);
+    // Enough connections, each a dozen trace lines, to fill the pipe many
+    // times over.
+    for _ in 0..600 {
+        let (s, rep, _) = s5_connect(proxy, &addr_bytes(echo));
+        assert_eq!(rep, 0);
+        drop(s);
+    }
+    // The relay still echoes (reads time out after IO_TIMEOUT if stalled).
+    for i in 0..500u32 {
+        echo_check(&mut relay, &i.to_be_bytes());
+    }
+    let data = pattern(7, 4 << 20);
+    let mut writer = relay.try_clone().unwrap();
+    let sent = data.clone();
+    let w = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    let mut back = vec![0u8; data.len()];
+    relay.read_exact(&mut back).unwrap();
+    w.join().unwrap();
+    assert!(back == data, "bulk data intact");
+    // A new client is still served.
+    let (mut s, rep, _) = s5_connect(proxy, &addr_bytes(echo));
+    assert_eq!(rep, 0);
+    echo_check(&mut s, b"still here");
+    // Now read: the log says how many lines it had to drop.
+    drop(s);
+    drop(relay);
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    let end = Instant::now() + IO_TIMEOUT;
+    while !String::from_utf8_lossy(&text).contains("log lines dropped") {
+        assert!(Instant::now() < end, "no drop count in the log");
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "stderr closed without a drop count");
+        text.extend_from_slice(&buf[..n]);
+    }
+}
