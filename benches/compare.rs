@@ -351,4 +351,21 @@ fn main() {
         median(c),
         median(d)
     );
+
+    // What the connection log costs: connection rate with it off and on,
+    // interleaved (the log goes to a pipe that is drained, as procd's is).
+    drop(one);
+    let logged = socksd(2, &["--log-connections"]);
+    let mut rate = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (i, s) in [&two, &logged].into_iter().enumerate() {
+            rate[i].push(loadgen::connrate(&s.route(), &targets, 32, time).map_or(f64::NAN, |r| r.0));
+            std::thread::sleep(Duration::from_millis(if quick { 300 } else { 1000 }));
+        }
+    }
+    let [off, on] = rate.map(median);
+    println!(
+        "connection log: connections/s {off:.0} off, {on:.0} with --log-connections ({:+.1}%)",
+        (on / off - 1.0) * 100.0
+    );
 }

@@ -11,7 +11,7 @@ use crate::host::LocalCache;
 use crate::outbound::Source;
 use crate::pipe::PipePool;
 use crate::resolver::Resolver;
-use crate::stats::{RateLimit, Stats};
+use crate::stats::{Collect, RateLimit, Stats};
 use crate::timer::Timers;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +47,10 @@ pub(crate) struct Shared {
     pub clients: Arc<Clients>,
     /// `--auth-once`: client IPs that authenticated, oldest first.
     authed: Mutex<VecDeque<IpAddr>>,
+    /// A pending request for the counters, and its number: a reactor that
+    /// sees a number it has not served yet adds its snapshot.
+    pub stats_ask: Mutex<Option<Arc<Collect>>>,
+    pub stats_gen: AtomicUsize,
 }
 
 impl Shared {
@@ -63,6 +67,8 @@ impl Shared {
             udp_cursor: AtomicUsize::new(0),
             clients,
             authed: Mutex::new(VecDeque::new()),
+            stats_ask: Mutex::new(None),
+            stats_gen: AtomicUsize::new(0),
         }
     }
 

@@ -6,41 +6,51 @@
 //! count is written as soon as the writer gets through again.
 
 use log::LevelFilter;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Lines the queue holds (about 100 KiB at worst).
 const QUEUE: usize = 1024;
 
-enum Item {
-    Line {
-        out: bool,
-        text: Vec<u8>,
-    },
-    /// Everything sent before this is written: say so.
-    Drained(mpsc::Sender<()>),
+/// The queue: lines (and whether each goes to stdout), with the count of
+/// lines pushed and written, for [`drain`]. The lock is held only to push
+/// or pop one line, never while writing.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<Lines>,
+    ready: Condvar,
+    written: Condvar,
 }
 
-static TX: OnceLock<SyncSender<Item>> = OnceLock::new();
+#[derive(Default)]
+struct Lines {
+    queue: VecDeque<(bool, Vec<u8>)>,
+    pushed: u64,
+    written: u64,
+}
+
+static QUEUE_REF: OnceLock<Arc<Queue>> = OnceLock::new();
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// One logger's output: a queue sender that never blocks.
+/// One logger's output: a push that never waits for the writer.
 struct QueueWriter {
-    tx: SyncSender<Item>,
+    q: Arc<Queue>,
     /// Standard output (procd's info stream) rather than standard error.
     out: bool,
 }
 
 impl Write for QueueWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.tx.try_send(Item::Line { out: self.out, text: buf.to_vec() }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut g = self.q.state.lock().unwrap_or_else(|e| e.into_inner());
+        if g.queue.len() < QUEUE {
+            g.queue.push_back((self.out, buf.to_vec()));
+            g.pushed += 1;
+            self.q.ready.notify_one();
+        } else {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
         }
         Ok(buf.len())
     }
@@ -50,17 +60,19 @@ impl Write for QueueWriter {
     }
 }
 
-fn writer(rx: Receiver<Item>, procd: bool) {
+fn writer(q: Arc<Queue>, procd: bool) {
     let mut reported = 0;
-    for item in rx {
-        match item {
-            Item::Line { out, text } => {
-                let _ = if out { std::io::stdout().write_all(&text) } else { std::io::stderr().write_all(&text) };
+    loop {
+        let (out, text) = {
+            let mut g = q.state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if let Some(line) = g.queue.pop_front() {
+                    break line;
+                }
+                g = q.ready.wait(g).unwrap_or_else(|e| e.into_inner());
             }
-            Item::Drained(done) => {
-                let _ = done.send(());
-            }
-        }
+        };
+        let _ = if out { std::io::stdout().write_all(&text) } else { std::io::stderr().write_all(&text) };
         let dropped = DROPPED.load(Ordering::Relaxed);
         if dropped != reported {
             let n = dropped.wrapping_sub(reported);
@@ -68,6 +80,8 @@ fn writer(rx: Receiver<Item>, procd: bool) {
             let prefix = if procd { "" } else { "socksd: " };
             let _ = writeln!(std::io::stderr(), "{prefix}warn: {n} log lines dropped: the log reader is too slow");
         }
+        q.state.lock().unwrap_or_else(|e| e.into_inner()).written += 1;
+        q.written.notify_all();
     }
 }
 
@@ -95,7 +109,7 @@ impl log::Log for Split {
 /// socksd's own lines at `level`; its dependencies' (mio's "registering
 /// event source" and the like) at warn unless `RUST_LOG` asks for them.
 /// The connection log (`--log-connections`) is info whatever `-q` says.
-fn logger(level: LevelFilter, conns: bool, procd: bool, tx: SyncSender<Item>, out: bool) -> env_logger::Logger {
+fn logger(level: LevelFilter, conns: bool, procd: bool, q: Arc<Queue>, out: bool) -> env_logger::Logger {
     let mut b = env_logger::Builder::new();
     b.filter_level(level.min(LevelFilter::Warn)).filter_module("socksd", level);
     if conns {
@@ -104,7 +118,7 @@ fn logger(level: LevelFilter, conns: bool, procd: bool, tx: SyncSender<Item>, ou
     if let Ok(spec) = std::env::var("RUST_LOG") {
         b.parse_filters(&spec);
     }
-    b.target(env_logger::Target::Pipe(Box::new(QueueWriter { tx, out })));
+    b.target(env_logger::Target::Pipe(Box::new(QueueWriter { q, out })));
     if procd {
         // procd tags every line "socksd[PID]" itself.
         b.format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
@@ -123,42 +137,39 @@ pub fn init(verbosity: i32, conns: bool, procd: bool) {
         1 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    let (tx, rx) = mpsc::sync_channel(QUEUE);
-    if std::thread::Builder::new().name("socksd-log".into()).spawn(move || writer(rx, procd)).is_err() {
+    let q = Arc::new(Queue::default());
+    let wq = q.clone();
+    if std::thread::Builder::new().name("socksd-log".into()).spawn(move || writer(wq, procd)).is_err() {
         return;
     }
-    let warn = logger(level, conns, procd, tx.clone(), false);
+    let warn = logger(level, conns, procd, q.clone(), false);
     let max = warn.filter();
     let result = if procd {
-        let info = logger(level, conns, procd, tx.clone(), true);
+        let info = logger(level, conns, procd, q.clone(), true);
         log::set_boxed_logger(Box::new(Split { info, warn }))
     } else {
         log::set_boxed_logger(Box::new(warn))
     };
     if result.is_ok() {
         log::set_max_level(max);
-        let _ = TX.set(tx);
+        let _ = QUEUE_REF.set(q);
     }
 }
 
 /// Waits (a little) until the lines logged so far are written: before the
 /// process exits, so that its last words are not lost in the queue.
 pub fn drain() {
-    let Some(tx) = TX.get() else { return };
+    let Some(q) = QUEUE_REF.get() else { return };
     let end = Instant::now() + Duration::from_secs(2);
-    let (done, wait) = mpsc::channel();
-    // Never a blocking send: with a reader that stopped for good the queue
-    // stays full, and the process must still exit.
-    let mut item = Item::Drained(done);
-    loop {
-        match tx.try_send(item) {
-            Ok(()) => break,
-            Err(TrySendError::Full(back)) if Instant::now() < end => {
-                item = back;
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(_) => return,
+    let mut g = q.state.lock().unwrap_or_else(|e| e.into_inner());
+    let target = g.pushed;
+    // Bounded: with a reader that stopped for good the queue never
+    // empties, and the process must still exit.
+    while g.written < target {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
         }
+        g = q.written.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
     }
-    let _ = wait.recv_timeout(end.saturating_duration_since(Instant::now()));
 }

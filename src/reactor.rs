@@ -7,7 +7,6 @@ use crate::connection::{Closed, Conn};
 use crate::core::{Core, Shared};
 use crate::fds;
 use crate::resolver::Answer;
-use crate::stats::Stats;
 use crate::token::{self, Owner, Role};
 use log::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -16,7 +15,7 @@ use slab::Slab;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +29,8 @@ pub(crate) struct Reactor {
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     answers: Receiver<Answer>,
-    /// Requests for a snapshot of this thread's counters (SIGUSR1).
-    stats: Receiver<Sender<Stats>>,
+    /// The last counters request this thread answered.
+    stats_seen: usize,
     core: Core,
     next_id: u64,
     accept_paused: Option<Instant>,
@@ -45,7 +44,6 @@ impl Reactor {
         poll: Poll,
         mut listeners: Vec<TcpListener>,
         answers: Receiver<Answer>,
-        stats: Receiver<Sender<Stats>>,
         shared: Arc<Shared>,
     ) -> std::io::Result<Reactor> {
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -56,7 +54,7 @@ impl Reactor {
             listeners,
             conns: Slab::with_capacity(1024),
             answers,
-            stats,
+            stats_seen: 0,
             core: Core::new(index, shared),
             next_id: 0,
             accept_paused: None,
@@ -104,13 +102,7 @@ impl Reactor {
                     self.close(a.key, why);
                 }
             }
-            while let Ok(reply) = self.stats.try_recv() {
-                let mut snap = self.core.stats.clone();
-                for (_, c) in self.conns.iter() {
-                    c.count_live(&mut snap);
-                }
-                let _ = reply.send(snap);
-            }
+            self.answer_stats();
             // Connections that yielded: swap lists so that ones yielding
             // again land in the next round, not this one.
             std::mem::swap(&mut resume, &mut self.core.ready);
@@ -128,6 +120,26 @@ impl Reactor {
         for k in keys {
             self.close(k, Closed::Shutdown);
         }
+    }
+
+    /// Adds this thread's counters to a pending request (SIGUSR1), once per
+    /// request: an atomic load per round otherwise.
+    fn answer_stats(&mut self) {
+        let gen = self.core.shared.stats_gen.load(Ordering::Acquire);
+        if gen == self.stats_seen {
+            return;
+        }
+        self.stats_seen = gen;
+        let ask = self.core.shared.stats_ask.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(ask) = ask else { return };
+        let mut snap = self.core.stats.clone();
+        for (_, c) in self.conns.iter() {
+            c.count_live(&mut snap);
+        }
+        let mut sum = ask.sum.lock().unwrap_or_else(|e| e.into_inner());
+        sum.1.merge(&snap);
+        sum.0 += 1;
+        ask.done.notify_all();
     }
 
     fn timeout(&self) -> Option<Duration> {

@@ -9,7 +9,7 @@ use crate::fds;
 use crate::outbound;
 use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
-use crate::stats::Stats;
+use crate::stats::{Collect, Stats};
 use crate::token::WAKER;
 use log::{info, warn};
 use mio::net::TcpListener;
@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,8 +29,6 @@ pub struct Server {
     addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     wakers: Vec<Arc<Waker>>,
-    /// Where to ask each reactor for its counters.
-    stats_tx: Vec<mpsc::Sender<mpsc::Sender<Stats>>>,
     started: Instant,
     threads: Vec<JoinHandle<()>>,
     /// "socksd serves this address", held while the server runs.
@@ -209,15 +207,12 @@ impl Server {
             addrs,
             shared: shared.clone(),
             wakers,
-            stats_tx: Vec::with_capacity(threads),
             started: Instant::now(),
             threads: Vec::new(),
             _claims: claims,
         };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
-            let (ask, asked) = mpsc::channel();
-            server.stats_tx.push(ask);
-            let reactor = Reactor::new(i, poll, ls, rx, asked, shared.clone())?;
+            let reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
             let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
@@ -254,21 +249,26 @@ impl Server {
     /// of its own; a thread that does not answer within a second is left
     /// out). Live connections are counted with what they have moved so far.
     pub fn stats(&self) -> Stats {
-        let (tx, rx) = mpsc::channel();
-        let mut asked = 0;
-        for (ask, waker) in self.stats_tx.iter().zip(&self.wakers) {
-            if ask.send(tx.clone()).is_ok() && waker.wake().is_ok() {
-                asked += 1;
-            }
+        let ask = Arc::new(Collect::default());
+        {
+            // One request at a time; a newer one replaces an unanswered one.
+            let mut slot = self.shared.stats_ask.lock().unwrap_or_else(|e| e.into_inner());
+            *slot = Some(ask.clone());
+            self.shared.stats_gen.fetch_add(1, Ordering::AcqRel);
         }
-        let mut sum = Stats::default();
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
         let end = Instant::now() + Duration::from_secs(1);
-        for _ in 0..asked {
-            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok(s) => sum.merge(&s),
-                Err(_) => break,
+        let mut g = ask.sum.lock().unwrap_or_else(|e| e.into_inner());
+        while g.0 < self.threads.len() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            g = ask.done.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
         }
+        let mut sum = std::mem::take(&mut g.1);
         sum.uptime = self.started.elapsed();
         sum
     }

@@ -173,6 +173,14 @@ impl Stats {
     }
 }
 
+/// A request for every reactor's counters: each thread adds its snapshot
+/// to `sum` and counts itself in; the asker waits on `done`.
+#[derive(Debug, Default)]
+pub(crate) struct Collect {
+    pub sum: std::sync::Mutex<(usize, Stats)>,
+    pub done: std::sync::Condvar,
+}
+
 /// A token bucket for lines a flood could multiply (refusals, failed
 /// logins): a burst of [`BURST`], then [`PER_SEC`] a second; the rest are
 /// counted, and the count is told on the next line let through.
