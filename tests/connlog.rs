@@ -296,3 +296,33 @@ fn a_log_reader_that_stops_never_stalls_the_relay() {
         text.extend_from_slice(&buf[..n]);
     }
 }
+
+/// Ids are unique in the process, whichever thread took the connection,
+/// and `-vv` is socksd's own trace (each state change), not mio's.
+#[test]
+fn ids_are_unique_across_threads_and_vv_traces_states() {
+    let log = start_logged(&["-vv"]);
+    let echo = echo_server("127.0.0.1:0");
+    let mut ids = std::collections::HashSet::new();
+    let mut trace = Vec::new();
+    for i in 0..40u8 {
+        let (mut s, rep, _) = s5_connect(log.addr, &addr_bytes(echo));
+        assert_eq!(rep, 0);
+        echo_check(&mut s, &[i]);
+        drop(s);
+        let end = Instant::now() + IO_TIMEOUT;
+        loop {
+            let l = log.lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("no conn line");
+            if let Some(rest) = l.strip_prefix("socksd: info: conn ") {
+                assert!(ids.insert(fields(rest)["id"].clone()), "id seen twice: {rest}");
+                break;
+            }
+            trace.push(l);
+        }
+    }
+    assert!(
+        trace.iter().any(|l| l.starts_with("socksd: trace: #") && l.ends_with("Connecting -> Relaying")),
+        "{trace:?}"
+    );
+    assert!(!trace.iter().any(|l| l.contains("registering event source")), "mio's trace at -vv");
+}
