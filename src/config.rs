@@ -5,7 +5,7 @@
 
 use crate::acl::{Acl, Cidr};
 use crate::auth::{self, User};
-use crate::flags::{self, Takes, FLAGS};
+use crate::flags::{self, Takes};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,6 +91,36 @@ pub struct Config {
     pub log_procd: bool,
     /// `--log-connections`: one line per finished or refused connection.
     pub log_connections: bool,
+    /// `--gssapi` and its settings.
+    #[cfg(feature = "gssapi")]
+    pub gssapi: Option<GssConfig>,
+}
+
+/// The GSS-API method's settings (RFC 1961).
+#[cfg(feature = "gssapi")]
+#[derive(Debug, Clone, Default)]
+pub struct GssConfig {
+    /// `--gssapi-keytab`.
+    pub keytab: Option<PathBuf>,
+    /// `--gssapi-service`: `rcmd`, or `service/host`.
+    pub service: String,
+    /// `--gssapi-protection`: the levels granted.
+    pub levels: crate::gss_wire::Levels,
+    /// `--gssapi-allow`: principals (`alice@EXAMPLE.ORG`) or realms
+    /// (`@EXAMPLE.ORG`); empty admits any.
+    pub allow: Vec<String>,
+}
+
+#[cfg(feature = "gssapi")]
+impl GssConfig {
+    /// Whether `principal` may use the proxy.
+    pub fn admits(&self, principal: &str) -> bool {
+        self.allow.is_empty()
+            || self
+                .allow
+                .iter()
+                .any(|a| if a.starts_with('@') { principal.ends_with(a.as_str()) } else { a == principal })
+    }
 }
 
 impl Default for Config {
@@ -125,6 +155,8 @@ impl Default for Config {
             verbosity: 0,
             log_procd: false,
             log_connections: false,
+            #[cfg(feature = "gssapi")]
+            gssapi: None,
         }
     }
 }
@@ -202,7 +234,7 @@ fn port_range(v: &str) -> Result<(u16, u16), ArgError> {
 pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgError> {
     let opts = flags::options();
     let m = opts.parse(args).map_err(|e| ArgError(flags::getopts_error(e)))?;
-    for f in FLAGS.iter().filter(|f| matches!(f.takes, Takes::One | Takes::Many)) {
+    for f in flags::all().filter(|f| matches!(f.takes, Takes::One | Takes::Many)) {
         for v in m.opt_strs(f.long) {
             if flags::looks_like_flag(&v) {
                 return Err(ArgError(format!("--{} needs a value, not the flag '{v}'", f.long)));
@@ -331,10 +363,45 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
     c.log_procd = m.opt_present("log-procd");
     c.log_connections = m.opt_present("log-connections");
+    #[cfg(feature = "gssapi")]
+    gss_flags(&m, &mut c)?;
     if m.opt_present("check") {
         return Ok(Action::Check(Box::new(c)));
     }
     Ok(Action::Run(Box::new(c)))
+}
+
+#[cfg(feature = "gssapi")]
+fn gss_flags(m: &getopts::Matches, c: &mut Config) -> Result<(), ArgError> {
+    let set = ["gssapi-keytab", "gssapi-service", "gssapi-protection", "gssapi-allow"];
+    if !m.opt_present("gssapi") {
+        if let Some(f) = set.iter().find(|f| m.opt_present(f)) {
+            return Err(ArgError(format!("--{f} needs --gssapi")));
+        }
+        return Ok(());
+    }
+    let mut g = GssConfig { service: "rcmd".into(), ..GssConfig::default() };
+    g.keytab = m.opt_str("gssapi-keytab").map(PathBuf::from);
+    if let Some(s) = m.opt_str("gssapi-service") {
+        if s.is_empty() || s.len() > 255 || s.contains(['@', '\0']) || s.contains(char::is_whitespace) {
+            return Err(ArgError(format!(
+                "invalid value for --gssapi-service: '{s}' (a name like rcmd or sockd/host)"
+            )));
+        }
+        g.service = s;
+    }
+    if let Some(l) = m.opt_str("gssapi-protection") {
+        g.levels = crate::gss_wire::Levels::parse(&l)
+            .map_err(|e| ArgError(format!("invalid value for --gssapi-protection: {e}")))?;
+    }
+    for a in m.opt_strs("gssapi-allow") {
+        if a.is_empty() || a.len() > 255 || a.contains(char::is_whitespace) || a == "@" {
+            return Err(ArgError(format!("invalid value for --gssapi-allow: '{a}' (a principal or @REALM)")));
+        }
+        g.allow.push(a);
+    }
+    c.gssapi = Some(g);
+    Ok(())
 }
 
 #[cfg(test)]

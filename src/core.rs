@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     /// sees a number it has not served yet adds its snapshot.
     pub stats_ask: Mutex<Option<Arc<Collect>>>,
     pub stats_gen: AtomicUsize,
+    /// `--gssapi`: the thread that accepts security contexts.
+    #[cfg(feature = "gssapi")]
+    pub gss: Option<crate::gss::worker::Worker>,
 }
 
 impl Shared {
@@ -69,6 +72,8 @@ impl Shared {
             authed: Mutex::new(VecDeque::new()),
             stats_ask: Mutex::new(None),
             stats_gen: AtomicUsize::new(0),
+            #[cfg(feature = "gssapi")]
+            gss: None,
         }
     }
 

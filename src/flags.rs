@@ -155,9 +155,36 @@ pub(crate) const FLAGS: &[Flag] = &[
     flag("V", "version", Nothing, "", "print the version and exit"),
 ];
 
+/// The GSS-API method's flags (RFC 1961), in builds with the cargo
+/// feature `gssapi`; other builds name them in their error instead.
+#[cfg(feature = "gssapi")]
+pub(crate) const GSS_FLAGS: &[Flag] = &[
+    heading(
+        "GSS-API (Kerberos)",
+        flag("", "gssapi", Nothing, "", "offer the GSS-API method (RFC 1961), preferred over username/password"),
+    ),
+    flag("", "gssapi-keytab", One, "PATH", "keytab with the service's keys (default: KRB5_KTNAME or the system's)"),
+    flag("", "gssapi-service", One, "NAME", "service name, or service/host (default rcmd, as curl asks)"),
+    flag(
+        "",
+        "gssapi-protection",
+        One,
+        "LEVELS",
+        "levels granted, comma-separated: none, integrity, confidentiality (default none; curl speaks none only)",
+    ),
+    flag("", "gssapi-allow", Many, "PRINCIPAL", "admit only this principal or @REALM, repeatable (default: any)"),
+];
+#[cfg(not(feature = "gssapi"))]
+pub(crate) const GSS_FLAGS: &[Flag] = &[];
+
+/// Every flag, in `--help` order.
+pub(crate) fn all() -> impl Iterator<Item = &'static Flag> {
+    FLAGS.iter().chain(GSS_FLAGS)
+}
+
 pub(crate) fn options() -> Options {
     let mut o = Options::new();
-    for f in FLAGS {
+    for f in all() {
         match f.takes {
             Nothing => o.optflag(f.short, f.long, f.help),
             Count => o.optflagmulti(f.short, f.long, f.help),
@@ -176,7 +203,7 @@ const HELP_WIDTH: usize = 78;
 /// rather than by getopts' formatter, which costs 12 KB of binary.
 pub(crate) fn usage() -> String {
     let mut s = String::from("Usage: socksd [OPTIONS]\n\nA SOCKS4, SOCKS4a and SOCKS5 proxy server.\n");
-    for f in FLAGS {
+    for f in all() {
         if let Some(title) = f.group {
             s.push('\n');
             s.push_str(title);
@@ -239,6 +266,9 @@ fn dashed(name: &str) -> String {
 pub(crate) fn getopts_error(e: getopts::Fail) -> String {
     use getopts::Fail;
     match e {
+        Fail::UnrecognizedOption(o) if o.starts_with("gssapi") => {
+            format!("{}: this socksd was built without GSS-API (cargo feature gssapi)", dashed(&o))
+        }
         Fail::UnrecognizedOption(o) => format!("unknown option '{}'", dashed(&o)),
         Fail::ArgumentMissing(o) => format!("{} needs a value", dashed(&o)),
         Fail::OptionDuplicated(o) => format!("{} given more than once", dashed(&o)),

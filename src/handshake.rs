@@ -81,6 +81,8 @@ pub enum Step {
 pub enum Next {
     /// On to RFC 1929 username/password.
     Auth,
+    /// On to GSS-API context establishment (RFC 1961).
+    Gss,
     /// On to the request.
     Request,
     /// Close once the answer is sent (0xFF, or a failed login).
@@ -100,6 +102,8 @@ pub struct Policy<'a> {
     pub udp: bool,
     /// This client's IP authenticated before and `--auth-once` is on.
     pub trusted: bool,
+    /// The GSS-API method is offered (`--gssapi`).
+    pub gssapi: bool,
 }
 
 /// Decides the next handshake step from the buffered bytes. Pure: no I/O,
@@ -152,23 +156,23 @@ pub enum Phase {
     Request,
 }
 
-/// RFC 1928 §3: with users configured only username/password (0x02) is
-/// acceptable, otherwise only no-auth (0x00); else 0xFF.
+/// RFC 1928 §3: the server picks one of the client's methods. With
+/// authentication configured (users, GSS-API or both) no-auth is accepted
+/// only from a `--auth-once` address; the preference is then no-auth
+/// (trusted), GSS-API (no password on the wire), username/password.
+/// Without, only no-auth. Nothing acceptable: 0xFF.
 fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
     match socks5::parse_greeting(buf) {
         Ok(Parsed::Incomplete) => Step::NeedMore,
         Err(_) => Step::Drop,
         Ok(Parsed::Done(g, used)) => {
-            let (m, next) = if !policy.users.is_empty() {
-                if policy.trusted && g.offers(method::NO_AUTH) {
-                    (method::NO_AUTH, Next::Request)
-                } else if g.offers(method::USER_PASS) {
-                    (method::USER_PASS, Next::Auth)
-                } else {
-                    (method::NO_ACCEPTABLE, Next::Close)
-                }
-            } else if g.offers(method::NO_AUTH) {
+            let users = !policy.users.is_empty();
+            let (m, next) = if ((!users && !policy.gssapi) || policy.trusted) && g.offers(method::NO_AUTH) {
                 (method::NO_AUTH, Next::Request)
+            } else if policy.gssapi && g.offers(method::GSSAPI) {
+                (method::GSSAPI, Next::Gss)
+            } else if users && g.offers(method::USER_PASS) {
+                (method::USER_PASS, Next::Auth)
             } else {
                 (method::NO_ACCEPTABLE, Next::Close)
             };
@@ -178,8 +182,9 @@ fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
 }
 
 fn socks4_request(buf: &[u8], policy: &Policy<'_>) -> Step {
-    // SOCKS4 has no password: with users configured it would bypass them.
-    if !policy.socks4 || !policy.users.is_empty() {
+    // SOCKS4 has no password: with users or GSS-API configured it would
+    // bypass them.
+    if !policy.socks4 || !policy.users.is_empty() || policy.gssapi {
         return Step::Fail(Proto::V4, Reply::NotAllowed);
     }
     match socks4::parse_request(buf) {
@@ -227,7 +232,7 @@ mod tests {
     use super::*;
 
     fn open() -> Policy<'static> {
-        Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false }
+        Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false, gssapi: false }
     }
 
     #[test]
@@ -245,7 +250,7 @@ mod tests {
         );
         assert_eq!(decide(Phase::Greeting, &[5, 0], &p), Step::Answer { used: 2, bytes: [5, 0xFF], next: Next::Close });
         let users = [auth::User::parse("u:p").unwrap()];
-        let p = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: false };
+        let p = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: false, gssapi: false };
         assert_eq!(
             decide(Phase::Greeting, &[5, 2, 0, 2], &p),
             Step::Answer { used: 4, bytes: [5, 2], next: Next::Auth }
@@ -262,7 +267,7 @@ mod tests {
             decide(Phase::Auth, b"\x01\x01u\x01x", &p),
             Step::Answer { used: 5, bytes: [1, 1], next: Next::Close }
         );
-        let t = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: true };
+        let t = Policy { users: &users, socks4: true, bind: true, udp: true, trusted: true, gssapi: false };
         assert_eq!(
             decide(Phase::Greeting, &[5, 2, 0, 2], &t),
             Step::Answer { used: 4, bytes: [5, 0], next: Next::Request },
@@ -271,6 +276,31 @@ mod tests {
         // With users, SOCKS4 would bypass authentication.
         assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &p), Step::Fail(Proto::V4, Reply::NotAllowed));
         assert_eq!(decide(Phase::Greeting, b"GET / HTTP/1.1", &p), Step::Drop);
+    }
+
+    #[test]
+    fn gssapi_preference() {
+        let users = [auth::User::parse("u:p").unwrap()];
+        let g = Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false, gssapi: true };
+        let answer = |p: &Policy<'_>, offer: &[u8]| match decide(Phase::Greeting, offer, p) {
+            Step::Answer { bytes, next, .. } => (bytes[1], next),
+            s => panic!("{s:?}"),
+        };
+        assert_eq!(answer(&g, &[5, 2, 0, 1]), (1, Next::Gss), "GSS-API required: no-auth is not enough");
+        assert_eq!(answer(&g, &[5, 1, 0]), (0xFF, Next::Close));
+        assert_eq!(answer(&g, &[5, 1, 2]), (0xFF, Next::Close), "no users: no password method");
+        let both = Policy { users: &users, ..g };
+        assert_eq!(answer(&both, &[5, 2, 2, 1]), (1, Next::Gss), "GSS-API before username/password");
+        assert_eq!(answer(&both, &[5, 1, 2]), (2, Next::Auth));
+        let trusted = Policy { trusted: true, ..both };
+        assert_eq!(answer(&trusted, &[5, 3, 1, 2, 0]), (0, Next::Request));
+        let off = Policy { gssapi: false, ..both };
+        assert_eq!(
+            answer(&off, &[5, 1, 1]),
+            (0xFF, Next::Close),
+            "a client offering only GSS-API to a server without it"
+        );
+        assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &g), Step::Fail(Proto::V4, Reply::NotAllowed));
     }
 
     #[test]
@@ -297,7 +327,7 @@ mod tests {
             decide(Phase::Request, &udp, &p),
             Step::Udp { used: 10, expect: Some("0.0.0.0:0".parse().unwrap()) }
         );
-        let closed = Policy { users: &[], socks4: true, bind: false, udp: false, trusted: false };
+        let closed = Policy { users: &[], socks4: true, bind: false, udp: false, trusted: false, gssapi: false };
         assert_eq!(decide(Phase::Request, &bind, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
         assert_eq!(decide(Phase::Request, &udp, &closed), Step::Fail(Proto::V5, Reply::CommandNotSupported));
         let s4bind = [4, 2, 0, 21, 127, 0, 0, 1, 0];
@@ -306,7 +336,7 @@ mod tests {
         assert_eq!(decide(Phase::Request, &[5, 1, 0, 9], &p), Step::Fail(Proto::V5, Reply::AddressTypeNotSupported));
         let r = decide(Phase::Greeting, b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00", &p);
         assert_eq!(r, Step::Connect { used: 23, proto: Proto::V4, target: Target::Name("example.org".into(), 80) });
-        let p4 = Policy { users: &[], socks4: false, bind: false, udp: false, trusted: false };
+        let p4 = Policy { users: &[], socks4: false, bind: false, udp: false, trusted: false, gssapi: false };
         assert_eq!(decide(Phase::Greeting, &[4], &p4), Step::Fail(Proto::V4, Reply::NotAllowed));
     }
 }

@@ -19,6 +19,7 @@ mod sys;
 
 // Wire formats: pure parsers and encoders, no I/O.
 pub mod escape;
+pub mod gss_wire;
 pub mod parse;
 pub mod reply;
 pub mod socks4;
@@ -40,6 +41,9 @@ mod host;
 mod outbound;
 mod pipe;
 mod relay;
+// GSS-API calls and the protected relay (cargo feature `gssapi`).
+#[cfg(feature = "gssapi")]
+mod gss;
 mod resolver;
 mod timer;
 
@@ -74,4 +78,8 @@ pub mod testing {
     pub fn pipes_live() -> usize {
         crate::pipe::live()
     }
+
+    /// The GSS-API client side and context, for the tests' RFC 1961 client.
+    #[cfg(feature = "gssapi")]
+    pub use crate::gss::{Context as GssContext, Initiator as GssInitiator};
 }

@@ -29,6 +29,9 @@ pub(crate) struct Reactor {
     listeners: Vec<TcpListener>,
     conns: Slab<Conn>,
     answers: Receiver<Answer>,
+    /// Context steps back from the GSS-API worker.
+    #[cfg(feature = "gssapi")]
+    pub(crate) gss_answers: Option<Receiver<crate::gss::worker::Done>>,
     /// The last counters request this thread answered.
     stats_seen: usize,
     core: Core,
@@ -54,12 +57,30 @@ impl Reactor {
             listeners,
             conns: Slab::with_capacity(1024),
             answers,
+            #[cfg(feature = "gssapi")]
+            gss_answers: None,
             stats_seen: 0,
             core: Core::new(index, shared),
             next_id: 0,
             accept_paused: None,
             emfile_logged: None,
         })
+    }
+
+    /// Hands the GSS-API worker's answers to their connections (a
+    /// connection closed meanwhile just drops its context).
+    #[cfg(feature = "gssapi")]
+    fn gss_answers(&mut self) {
+        while let Some(Ok(d)) = self.gss_answers.as_ref().map(|rx| rx.try_recv()) {
+            let key = d.key;
+            let flow = match self.conns.get_mut(key) {
+                Some(c) if c.id() == d.id => c.on_gss(d, &mut self.core, self.poll.registry()),
+                _ => Ok(()),
+            };
+            if let Err(why) = flow {
+                self.close(key, why);
+            }
+        }
     }
 
     pub(crate) fn run(mut self) {
@@ -102,6 +123,8 @@ impl Reactor {
                     self.close(a.key, why);
                 }
             }
+            #[cfg(feature = "gssapi")]
+            self.gss_answers();
             self.answer_stats();
             // Connections that yielded: swap lists so that ones yielding
             // again land in the next round, not this one.

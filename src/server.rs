@@ -201,7 +201,15 @@ impl Server {
         };
         let users: Vec<User> = cfg.users.iter().chain(&cfg.file_users).cloned().collect();
         let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
-        let shared = Arc::new(Shared::new(cfg, users, max_conns, resolver, Clients::new(per_ip, udp_per_ip)));
+        #[cfg(feature = "gssapi")]
+        let (gss, mut gss_rx) = gss_worker(&cfg, &wakers)?;
+        #[allow(unused_mut)]
+        let mut sh = Shared::new(cfg, users, max_conns, resolver, Clients::new(per_ip, udp_per_ip));
+        #[cfg(feature = "gssapi")]
+        {
+            sh.gss = gss;
+        }
+        let shared = Arc::new(sh);
 
         let mut server = Server {
             addrs,
@@ -212,7 +220,12 @@ impl Server {
             _claims: claims,
         };
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
-            let reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
+            #[allow(unused_mut)]
+            let mut reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
+            #[cfg(feature = "gssapi")]
+            {
+                reactor.gss_answers = gss_rx.pop_front();
+            }
             let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
@@ -313,6 +326,10 @@ impl Server {
         // Resolver threads are not joined: one may be stuck in getaddrinfo
         // for the resolver's whole timeout.
         self.shared.resolver.stop();
+        #[cfg(feature = "gssapi")]
+        if let Some(g) = &self.shared.gss {
+            g.stop();
+        }
     }
 }
 
@@ -326,4 +343,31 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// `--gssapi`: the acceptor credentials (a missing or unreadable keytab
+/// fails the start, not the first client) and the worker thread, with a
+/// channel to each reactor.
+#[cfg(feature = "gssapi")]
+#[allow(clippy::type_complexity)]
+fn gss_worker(
+    cfg: &Config,
+    wakers: &[Arc<Waker>],
+) -> io::Result<(
+    Option<crate::gss::worker::Worker>,
+    std::collections::VecDeque<std::sync::mpsc::Receiver<crate::gss::worker::Done>>,
+)> {
+    use crate::gss::worker::{Outlet, Worker};
+    let Some(g) = &cfg.gssapi else { return Ok((None, Default::default())) };
+    let cred = crate::gss::Cred::acceptor(g.keytab.as_deref(), &g.service)
+        .map_err(|e| io::Error::other(format!("--gssapi: {e}")))?;
+    let mut outlets = Vec::new();
+    let mut rxs = std::collections::VecDeque::new();
+    for w in wakers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        outlets.push(Outlet { tx, waker: w.clone() });
+        rxs.push_back(rx);
+    }
+    info!("GSS-API: accepting as {} (protection granted: {:?})", g.service, g.levels);
+    Ok((Some(Worker::start(cred, outlets)?), rxs))
 }

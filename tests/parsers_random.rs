@@ -6,6 +6,7 @@
 mod common;
 
 use common::Rng;
+use socksd::gss_wire::{self, Mtyp};
 use socksd::handshake::{decide, Phase, Policy};
 use socksd::parse::Parsed;
 use socksd::{socks4, socks5};
@@ -20,6 +21,8 @@ fn seeds() -> Vec<Vec<u8>> {
         b"\x04\x01\x00\x50\x7f\x00\x00\x01user\x00".to_vec(),
         b"\x04\x01\x00\x50\x00\x00\x00\x01\x00example.org\x00".to_vec(),
         vec![0, 0, 0, 1, 127, 0, 0, 1, 0, 53, 1, 2, 3],
+        vec![1, 1, 0, 3, 0x60, 0x82, 0x02],
+        vec![1, 3, 0, 2, 0x05, 0x04],
     ];
     let mut v6 = vec![5, 3, 0, 4];
     v6.extend_from_slice(&[0; 15]);
@@ -62,7 +65,7 @@ fn input(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 
 /// Checks the contract of one parser on one input.
 macro_rules! check {
-    ($name:expr, $buf:expr, $parse:path) => {{
+    ($name:expr, $buf:expr, $parse:expr) => {{
         let buf: &[u8] = $buf;
         if let Ok(Parsed::Done(msg, n)) = $parse(buf) {
             assert!(n <= buf.len(), "{}: consumed {n} of {} bytes", $name, buf.len());
@@ -81,8 +84,8 @@ macro_rules! check {
 fn random_inputs_never_break_a_parser() {
     let seeds = seeds();
     let users = [socksd::auth::User::parse("alice:pw").unwrap()];
-    let open = Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false };
-    let closed = Policy { users: &users, socks4: false, bind: false, udp: false, trusted: false };
+    let open = Policy { users: &[], socks4: true, bind: true, udp: true, trusted: false, gssapi: false };
+    let closed = Policy { users: &users, socks4: false, bind: false, udp: false, trusted: false, gssapi: true };
     let mut cases = 0;
     for seed in 1..=8u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -93,6 +96,9 @@ fn random_inputs_never_break_a_parser() {
             check!("socks5 request", &buf, socks5::parse_request);
             check!("socks5 addr", &buf, socks5::parse_addr);
             check!("socks4 request", &buf, socks4::parse_request);
+            for mtyp in [Mtyp::Context, Mtyp::Protection, Mtyp::Data] {
+                check!("gss frame", &buf, |b| gss_wire::parse(b, mtyp, 300));
+            }
             if let Some((_, off)) = socks5::parse_udp_header(&buf) {
                 assert!(off <= buf.len(), "udp header offset past the datagram");
             }

@@ -52,6 +52,17 @@ impl Ctl {
     pub(super) fn is_empty(&self) -> bool {
         self.start == self.end
     }
+
+    #[cfg(feature = "gssapi")]
+    pub(super) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    #[cfg(feature = "gssapi")]
+    pub(super) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
 }
 
 impl Conn {
@@ -134,6 +145,10 @@ impl Conn {
 
     /// Sends queued control bytes while the client takes them.
     pub(super) fn flush_ctl(&mut self) -> Flow {
+        #[cfg(feature = "gssapi")]
+        if self.sealed.is_some() {
+            return self.flush_sealed_ctl();
+        }
         while !self.ctl.is_empty() && self.client.writable {
             let ctl = &mut self.ctl;
             match self.client.sock.write(&ctl.buf[ctl.start..ctl.end]) {

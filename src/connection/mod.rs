@@ -20,6 +20,8 @@ mod bind;
 mod closed;
 mod closing;
 mod connect;
+#[cfg(feature = "gssapi")]
+mod gss;
 mod negotiate;
 mod record;
 mod udp;
@@ -63,6 +65,9 @@ enum State {
     Greeting,
     /// RFC 1929 username/password sub-negotiation.
     Auth,
+    /// GSS-API (RFC 1961): context tokens, then the protection level.
+    #[cfg(feature = "gssapi")]
+    Gss(Box<gss::Session>),
     /// SOCKS5 request.
     Request,
     /// Waiting for the resolver pool (for a CONNECT target, or for the
@@ -94,6 +99,8 @@ impl State {
         match self {
             State::Greeting => "Greeting",
             State::Auth => "Auth",
+            #[cfg(feature = "gssapi")]
+            State::Gss(_) => "Gss",
             State::Request => "Request",
             State::Resolving { .. } => "Resolving",
             State::Connecting(_) => "Connecting",
@@ -139,6 +146,9 @@ pub(crate) struct Conn {
     queued: bool,
     /// What the connection log and the counters report (see record.rs).
     rec: record::Record,
+    /// A GSS-API context with per-message protection (RFC 1961 §5).
+    #[cfg(feature = "gssapi")]
+    sealed: Option<Box<crate::gss::sealed::Sealed>>,
 }
 
 impl Conn {
@@ -168,6 +178,8 @@ impl Conn {
             last_active: core.now,
             queued: false,
             rec: record::Record::new(core.now),
+            #[cfg(feature = "gssapi")]
+            sealed: None,
         };
         trace!("#{} {} accepted: Greeting", id, peer);
         c.set_deadline(core.now + core.shared.cfg.handshake_timeout, core);
@@ -265,6 +277,8 @@ impl Conn {
     fn drive(&mut self, core: &mut Core, reg: &Registry) -> Flow {
         match self.state {
             State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
+            #[cfg(feature = "gssapi")]
+            State::Gss(_) => self.gss(core, reg),
             State::Resolving { .. } | State::Connecting(_) | State::BindWaiting { .. } => self.flush_ctl(),
             State::Relaying => self.relay(core),
             State::Udp(_) => self.udp(core, reg),
@@ -299,6 +313,10 @@ impl Conn {
     /// Both directions, each up to the round's budget; control bytes
     /// (BIND's second reply) go to the client before any relayed byte.
     fn relay(&mut self, core: &mut Core) -> Flow {
+        #[cfg(feature = "gssapi")]
+        if self.sealed.is_some() {
+            return self.relay_sealed(core);
+        }
         self.flush_ctl()?;
         let t = self.target.as_mut().ok_or(Closed::Eof)?;
         let budget = core.budget;
@@ -347,6 +365,8 @@ impl Conn {
         }
         match self.state {
             State::Greeting | State::Auth | State::Request => Err(Closed::Timeout(Wait::Handshake)),
+            #[cfg(feature = "gssapi")]
+            State::Gss(_) => Err(Closed::Timeout(Wait::Handshake)),
             State::Resolving { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),
             State::BindWaiting { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::BindPeer), core),
             State::Connecting(_) => self.next_attempt(crate::reply::Reply::TtlExpired, core, reg),

@@ -32,28 +32,28 @@ impl Conn {
                 let users = core.shared.users();
                 let cfg = &core.shared.cfg;
                 let trusted = cfg.auth_once && phase == Phase::Greeting && core.shared.auth_once_knows(self.peer.ip());
-                let policy =
-                    Policy { users: &users, socks4: !cfg.no_socks4, bind: !cfg.no_bind, udp: !cfg.no_udp, trusted };
-                decide(phase, self.up.pending(), &policy)
+                #[cfg(feature = "gssapi")]
+                let gssapi = cfg.gssapi.is_some();
+                #[cfg(not(feature = "gssapi"))]
+                let gssapi = false;
+                let policy = Policy {
+                    users: &users,
+                    socks4: !cfg.no_socks4,
+                    bind: !cfg.no_bind,
+                    udp: !cfg.no_udp,
+                    trusted,
+                    gssapi,
+                };
+                #[cfg(feature = "gssapi")]
+                let buf = self.request_bytes()?;
+                #[cfg(not(feature = "gssapi"))]
+                let buf = self.up.pending();
+                decide(phase, buf, &policy)
             };
             match step {
                 Step::NeedMore => {
-                    if self.up.eof {
-                        return Err(Closed::Handshake);
-                    }
-                    if !self.client.readable {
-                        self.up.release_if_empty(&mut core.pool);
+                    if !self.read_handshake(core)? {
                         break;
-                    }
-                    match self.up.read_from(&mut self.client.sock, &mut core.pool) {
-                        Ok((0, _)) => self.up.eof = true,
-                        // Short read: the queue is drained, unless an EOF is
-                        // pending behind it (see relay.rs).
-                        Ok((n, room)) if n < room && !self.client.read_closed => self.client.readable = false,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(Closed::Io(End::Client, e.kind())),
                     }
                 }
                 Step::Drop => return Err(Closed::NotSocks),
@@ -75,6 +75,13 @@ impl Conn {
                     self.ctl.push(&bytes)?;
                     match next {
                         Next::Auth => self.enter(State::Auth),
+                        #[cfg(feature = "gssapi")]
+                        Next::Gss => {
+                            self.enter(State::Gss(super::gss::Session::new()));
+                            return self.gss(core, reg);
+                        }
+                        #[cfg(not(feature = "gssapi"))]
+                        Next::Gss => return Err(Closed::NoMethod),
                         Next::Request => self.enter(State::Request),
                         Next::Close => {
                             let why = if phase == Phase::Auth { Closed::AuthFailed } else { Closed::NoMethod };
@@ -84,14 +91,19 @@ impl Conn {
                 }
                 Step::Fail(proto, reply) => return self.fail(proto, reply, core),
                 Step::Connect { used, proto, target } => {
-                    self.up.consume(used);
+                    self.take_request(used);
                     self.up.release_if_empty(&mut core.pool);
                     return self.start(proto, target, Command::Connect, core, reg);
                 }
                 Step::Bind { used, proto, expect } => {
-                    self.up.consume(used);
+                    self.take_request(used);
                     self.up.release_if_empty(&mut core.pool);
                     return self.start(proto, expect, Command::Bind, core, reg);
+                }
+                // RFC 1961 §5 would need every datagram wrapped: not offered.
+                #[cfg(feature = "gssapi")]
+                Step::Udp { .. } if self.sealed.is_some() => {
+                    return self.fail(Proto::V5, Reply::CommandNotSupported, core)
                 }
                 Step::Udp { used, expect } => {
                     // Nothing may follow the request on a control connection.
@@ -102,6 +114,36 @@ impl Conn {
             }
         }
         self.flush_ctl()
+    }
+
+    /// Reads more handshake bytes; `Ok(false)` when none can be read now.
+    pub(super) fn read_handshake(&mut self, core: &mut Core) -> Result<bool, Closed> {
+        if self.up.eof {
+            return Err(Closed::Handshake);
+        }
+        if !self.client.readable {
+            self.up.release_if_empty(&mut core.pool);
+            return Ok(false);
+        }
+        match self.up.read_from(&mut self.client.sock, &mut core.pool) {
+            Ok((0, _)) => self.up.eof = true,
+            // Short read: the queue is drained, unless an EOF is pending
+            // behind it (see relay.rs).
+            Ok((n, room)) if n < room && !self.client.read_closed => self.client.readable = false,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.client.readable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(Closed::Io(End::Client, e.kind())),
+        }
+        Ok(true)
+    }
+
+    /// The request parser took `used` bytes.
+    fn take_request(&mut self, used: usize) {
+        #[cfg(feature = "gssapi")]
+        self.consume_request(used);
+        #[cfg(not(feature = "gssapi"))]
+        self.up.consume(used);
     }
 
     /// CONNECT to `target`, or BIND and wait for a peer from `target`;

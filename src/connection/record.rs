@@ -47,6 +47,8 @@ impl Record {
 fn state_index(s: &State) -> usize {
     match s {
         State::Greeting | State::Auth | State::Request => 0,
+        #[cfg(feature = "gssapi")]
+        State::Gss(_) => 0,
         State::Resolving { .. } => 1,
         State::Connecting(_) => 2,
         State::Relaying => 3,
