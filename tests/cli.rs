@@ -431,3 +431,39 @@ fn log_procd_splits_levels_between_stdout_and_stderr() {
         }
     }
 }
+
+/// The GSS-API flags: a build without the cargo feature names the feature
+/// in its one-line error; a build with it checks their values.
+#[test]
+fn gssapi_flags_exit_2_with_one_line() {
+    let cases: &[(&[&str], &str)] = if cfg!(feature = "gssapi") {
+        &[
+            (&["--gssapi-keytab", "/k"], "--gssapi-keytab needs --gssapi"),
+            (&["--gssapi", "--gssapi-protection", "secret"], "unknown protection level"),
+            (&["--gssapi", "--gssapi-protection", ""], "--gssapi-protection"),
+            (&["--gssapi", "--gssapi-service", "rcmd@host"], "--gssapi-service"),
+            (&["--gssapi", "--gssapi-allow", "@"], "--gssapi-allow"),
+            (&["--gssapi", "--gssapi-allow", "a b"], "--gssapi-allow"),
+            (&["--gssapi", "--gssapi-keytab"], "--gssapi-keytab needs a value"),
+        ]
+    } else {
+        &[
+            (&["--gssapi"], "built without GSS-API (cargo feature gssapi)"),
+            (&["--gssapi-keytab", "/k"], "built without GSS-API"),
+            (&["--gssapi-protection=none"], "built without GSS-API"),
+        ]
+    };
+    for (args, says) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("socksd: ") && err.contains(says), "{args:?}: {err}");
+    }
+    if cfg!(feature = "gssapi") {
+        // A keytab that is not there is found at start: exit 1, named.
+        let out = run(&["--listen", "127.0.0.1:0", "--gssapi", "--gssapi-keytab", "/nonexistent/socksd.keytab"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8(out.stderr).unwrap().contains("/nonexistent/socksd.keytab"));
+    }
+}

@@ -56,7 +56,12 @@ fn man_option_flags() -> BTreeSet<String> {
 #[test]
 fn help_and_man_page_list_the_same_flags() {
     let help = help_flags();
-    let man = man_option_flags();
+    // The man page documents the GSS-API flags for every build; only a
+    // build with the cargo feature prints them.
+    let man = man_option_flags()
+        .into_iter()
+        .filter(|f| cfg!(feature = "gssapi") || !f.starts_with("--gssapi"))
+        .collect::<BTreeSet<_>>();
     assert!(help.len() > 25, "{help:?}");
     assert_eq!(help, man, "--help and man/socksd.8 OPTIONS differ");
 }

@@ -1,0 +1,455 @@
+//! The GSS-API method (RFC 1961) against a real Kerberos realm on
+//! loopback (`gssapi/kdc.rs`): a client written from the RFC at each
+//! protection level, tickets the proxy must refuse, malformed messages,
+//! the principal allow-list, the connection log, and curl. Built with the
+//! cargo feature `gssapi` only (`cargo test --release --features gssapi`).
+#![cfg(feature = "gssapi")]
+
+mod common;
+#[path = "gssapi/kdc.rs"]
+mod kdc;
+
+use common::*;
+use kdc::{kdc, ALICE};
+use socksd::config::GssConfig;
+use socksd::gss_wire::Levels;
+use socksd::testing::GssInitiator;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_socksd");
+const NONE: u8 = 0;
+const INTEGRITY: u8 = 1;
+const CONFIDENTIALITY: u8 = 2;
+
+fn gss_server(levels: &str, allow: &[&str]) -> (socksd::Server, SocketAddr) {
+    let k = kdc("gss_server").expect("callers check kdc() first");
+    let mut cfg = config();
+    cfg.gssapi = Some(GssConfig {
+        keytab: Some(k.keytab.clone()),
+        service: "rcmd".into(),
+        levels: Levels::parse(levels).unwrap(),
+        allow: allow.iter().map(|a| a.to_string()).collect(),
+    });
+    start(cfg)
+}
+
+/// One RFC 1961 message: `VER MTYP LEN TOKEN`.
+fn frame(mtyp: u8, token: &[u8]) -> Vec<u8> {
+    let mut f = vec![1, mtyp];
+    f.extend_from_slice(&(token.len() as u16).to_be_bytes());
+    f.extend_from_slice(token);
+    f
+}
+
+/// What the server sent in place of the message expected.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// `01 FF`, then the close (RFC 1961 §3).
+    Abort,
+    /// The connection closed without an abort.
+    Closed,
+}
+
+/// Reads one message of type `mtyp`; the abort is an `Err`.
+fn read_frame(s: &mut TcpStream, mtyp: u8) -> Result<Vec<u8>, Refused> {
+    let mut h = [0u8; 2];
+    if s.read_exact(&mut h).is_err() {
+        return Err(Refused::Closed);
+    }
+    if h == [1, 0xFF] {
+        assert!(closed_without_data(s), "the abort must be followed by the close");
+        return Err(Refused::Abort);
+    }
+    assert_eq!(h, [1, mtyp], "message header");
+    let mut l = [0u8; 2];
+    s.read_exact(&mut l).unwrap();
+    let mut t = vec![0u8; u16::from_be_bytes(l) as usize];
+    s.read_exact(&mut t).unwrap();
+    Ok(t)
+}
+
+/// A client after RFC 1961's negotiation, at the level the server chose.
+struct Client {
+    s: TcpStream,
+    gss: GssInitiator,
+    level: u8,
+}
+
+/// Method selection, context establishment (§3) to `target`
+/// (`rcmd@localhost`), and the protection level `want` (§4).
+fn login(proxy: SocketAddr, target: &str, want: u8) -> Result<Client, Refused> {
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 1]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 1], "the server must pick GSS-API");
+    let mut gss = GssInitiator::new(target);
+    let mut theirs = Vec::new();
+    loop {
+        let (ours, done) = gss.step(&theirs).unwrap();
+        if !ours.is_empty() {
+            s.write_all(&frame(1, &ours)).unwrap();
+        }
+        if done {
+            break;
+        }
+        theirs = read_frame(&mut s, 1)?;
+    }
+    let mut tok = vec![0u8; 1024];
+    let n = gss.context().wrap_into(false, &[want], &mut tok).unwrap();
+    s.write_all(&frame(2, &tok[..n])).unwrap();
+    let answer = read_frame(&mut s, 2)?;
+    let mut level = [0u8; 64];
+    let (n, _) = gss.context().unwrap_into(&answer, &mut level).unwrap();
+    assert_eq!(n, 1, "the level is one octet");
+    Ok(Client { s, gss, level: level[0] })
+}
+
+impl Client {
+    fn conf(&self) -> bool {
+        self.level == CONFIDENTIALITY
+    }
+
+    /// Sends one message, wrapped (§5) unless the level is none.
+    fn send(&mut self, msg: &[u8]) {
+        if self.level == NONE {
+            return self.s.write_all(msg).unwrap();
+        }
+        let mut tok = vec![0u8; 70_000];
+        let n = self.gss.context().wrap_into(self.conf(), msg, &mut tok).unwrap();
+        self.s.write_all(&frame(3, &tok[..n])).unwrap();
+    }
+
+    /// One wrapped message from the server, checked for the level's
+    /// protection; `None` at EOF.
+    fn recv_sealed(&mut self) -> Option<Vec<u8>> {
+        let t = read_frame(&mut self.s, 3).ok()?;
+        let mut out = vec![0u8; 70_000];
+        let (n, conf) = self.gss.context().unwrap_into(&t, &mut out).unwrap();
+        assert_eq!(conf, self.conf(), "the server wraps at the agreed level");
+        out.truncate(n);
+        Some(out)
+    }
+
+    /// Exactly `len` bytes of the relayed stream.
+    fn recv(&mut self, len: usize) -> Vec<u8> {
+        let mut got = Vec::with_capacity(len);
+        if self.level == NONE {
+            got.resize(len, 0);
+            self.s.read_exact(&mut got).unwrap();
+            return got;
+        }
+        while got.len() < len {
+            got.extend(self.recv_sealed().expect("EOF inside the stream"));
+        }
+        assert_eq!(got.len(), len, "no bytes beyond those sent");
+        got
+    }
+
+    /// A SOCKS5 CONNECT inside the protection; the reply's code.
+    fn connect(&mut self, to: SocketAddr) -> u8 {
+        self.send(&s5_request(1, &addr_bytes(to)));
+        let reply = if self.level == NONE {
+            let mut r = [0u8; 10];
+            self.s.read_exact(&mut r).unwrap();
+            r.to_vec()
+        } else {
+            self.recv_sealed().expect("a reply")
+        };
+        assert_eq!(reply.len(), 10, "an IPv4 reply, whole in one message");
+        assert_eq!(reply[0], 5);
+        reply[1]
+    }
+}
+
+/// Sends `total` bytes in messages of random sizes through an echo
+/// target and checks every byte comes back, in order.
+fn echo_through(c: &mut Client, total: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut sent = 0;
+    while sent < total {
+        let n = (1 + rng.below(32 * 1024)).min(total - sent);
+        let data = rng.bytes(n);
+        c.send(&data);
+        assert_eq!(c.recv(n), data, "bytes {sent}..{} came back changed", sent + n);
+        sent += n;
+    }
+}
+
+#[test]
+fn each_level_relays_byte_for_byte() {
+    if kdc("each_level_relays_byte_for_byte").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("none,integrity,confidentiality", &[]);
+    let echo = echo_server("127.0.0.1:0");
+    for level in [NONE, INTEGRITY, CONFIDENTIALITY] {
+        let mut c = login(proxy, "rcmd@localhost", level).expect("alice is let in");
+        assert_eq!(c.level, level, "a granted level is the one proposed");
+        assert_eq!(c.connect(echo), 0);
+        echo_through(&mut c, 512 * 1024, 7 + level as u64);
+    }
+}
+
+#[test]
+fn the_server_picks_a_level_it_grants() {
+    if kdc("the_server_picks_a_level_it_grants").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("integrity", &[]);
+    let echo = echo_server("127.0.0.1:0");
+    let mut c = login(proxy, "rcmd@localhost", NONE).unwrap();
+    assert_eq!(c.level, INTEGRITY, "none is not granted here: the strongest granted level");
+    assert_eq!(c.connect(echo), 0);
+    echo_through(&mut c, 64 * 1024, 3);
+    let c = login(proxy, "rcmd@localhost", CONFIDENTIALITY).unwrap();
+    assert_eq!(c.level, INTEGRITY);
+}
+
+#[test]
+fn a_refusal_is_wrapped_too() {
+    if kdc("a_refusal_is_wrapped_too").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("confidentiality", &[]);
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut c = login(proxy, "rcmd@localhost", CONFIDENTIALITY).unwrap();
+    assert_eq!(c.connect(closed), refused_reply());
+    assert!(c.recv_sealed().is_none(), "the refusal is followed by the close");
+    // RFC 1961 does not say how datagrams would be wrapped: UDP ASSOCIATE
+    // under protection is refused as not supported, wrapped.
+    let mut c = login(proxy, "rcmd@localhost", CONFIDENTIALITY).unwrap();
+    c.send(&s5_request(3, &addr_bytes("127.0.0.1:0".parse().unwrap())));
+    let reply = c.recv_sealed().expect("a reply");
+    assert_eq!(reply[..2], [5, 7], "command not supported");
+    assert!(c.recv_sealed().is_none());
+}
+
+#[test]
+fn a_ticket_the_proxy_cannot_read_is_aborted() {
+    if kdc("a_ticket_the_proxy_cannot_read_is_aborted").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("none", &[]);
+    // rcmd/stale's current key is not in the proxy's keytab.
+    assert_eq!(login(proxy, "rcmd@stale", NONE).err(), Some(Refused::Abort));
+    // The server is unharmed.
+    let echo = echo_server("127.0.0.1:0");
+    let mut c = login(proxy, "rcmd@localhost", NONE).unwrap();
+    assert_eq!(c.connect(echo), 0);
+    echo_check(&mut c.s, b"still serving");
+}
+
+#[test]
+fn malformed_messages_are_aborted() {
+    if kdc("malformed_messages_are_aborted").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("none", &[]);
+    let mut rng = Rng(11);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage token", frame(1, &rng.bytes(300))),
+        ("wrong version", vec![2, 1, 0, 1, 0]),
+        ("data before the context", frame(3, b"x")),
+        ("empty token", vec![1, 1, 0, 0]),
+        ("token longer than any buffer", vec![1, 1, 0xFF, 0xFF]),
+        ("the client's own abort", vec![1, 0xFF]),
+    ];
+    for (what, msg) in cases {
+        let mut s = connect(proxy);
+        s.write_all(&[5, 1, 1]).unwrap();
+        let mut m = [0u8; 2];
+        s.read_exact(&mut m).unwrap();
+        s.write_all(&msg).unwrap();
+        assert_eq!(read_frame(&mut s, 1).err(), Some(Refused::Abort), "{what}");
+    }
+    let c = login(proxy, "rcmd@localhost", NONE);
+    assert!(c.is_ok(), "the server still serves");
+}
+
+#[test]
+fn a_tampered_message_closes_the_connection() {
+    if kdc("a_tampered_message_closes_the_connection").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("integrity", &[]);
+    let (tx, rx) = mpsc::channel();
+    let sink = target("127.0.0.1:0", move |mut s| {
+        let mut first = [0u8; 5];
+        s.read_exact(&mut first).unwrap();
+        let _ = tx.send(first.to_vec());
+        // Whatever follows, until the proxy closes (a reset counts as the end).
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let _ = tx.send(rest);
+    });
+    let mut c = login(proxy, "rcmd@localhost", INTEGRITY).unwrap();
+    assert_eq!(c.connect(sink), 0);
+    c.send(b"first");
+    assert_eq!(rx.recv_timeout(IO_TIMEOUT).unwrap(), b"first");
+    let mut tok = vec![0u8; 1024];
+    let n = c.gss.context().wrap_into(false, b"second", &mut tok).unwrap();
+    tok[n - 1] ^= 1;
+    c.s.write_all(&frame(3, &tok[..n])).unwrap();
+    assert!(c.recv_sealed().is_none(), "the proxy closes on a message that fails its check");
+    let rest = rx.recv_timeout(IO_TIMEOUT).unwrap();
+    assert!(rest.is_empty(), "nothing of the tampered message reaches the target: {rest:?}");
+}
+
+#[test]
+fn the_allow_list_admits_only_its_principals() {
+    if kdc("the_allow_list_admits_only_its_principals").is_none() {
+        return;
+    }
+    let (_a, other_realm) = gss_server("none", &["@OTHER.TEST", "bob@SOCKSD.TEST"]);
+    assert_eq!(login(other_realm, "rcmd@localhost", NONE).err(), Some(Refused::Abort));
+    let (_b, by_name) = gss_server("none", &["bob@SOCKSD.TEST", ALICE]);
+    assert!(login(by_name, "rcmd@localhost", NONE).is_ok());
+    let (_c, by_realm) = gss_server("none", &["@SOCKSD.TEST"]);
+    assert!(login(by_realm, "rcmd@localhost", NONE).is_ok());
+}
+
+#[test]
+fn without_the_flag_gssapi_is_not_offered() {
+    let (_srv, proxy) = start(config());
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 1]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 0xFF], "no acceptable methods (RFC 1928 §3)");
+    // With no-auth offered too, no-auth is chosen.
+    let mut s = connect(proxy);
+    s.write_all(&[5, 2, 1, 0]).unwrap();
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 0]);
+}
+
+/// The real binary, as its flags set it up: the connection log names the
+/// principal and the agreed level's bytes are counted.
+#[test]
+fn the_binary_logs_the_principal() {
+    if kdc("the_binary_logs_the_principal").is_none() {
+        return;
+    }
+    let k = kdc("the_binary_logs_the_principal").unwrap();
+    let mut child = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--log-connections", "--gssapi"])
+        .arg("--gssapi-keytab")
+        .arg(&k.keytab)
+        .args(["--gssapi-protection", "confidentiality", "--gssapi-allow", "@SOCKSD.TEST"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let _guard = ChildGuard(child);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let end = Instant::now() + IO_TIMEOUT;
+    let next = || lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("a log line");
+    let proxy: SocketAddr = loop {
+        if let Some(a) = next().strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    let echo = echo_server("127.0.0.1:0");
+    let mut c = login(proxy, "rcmd@localhost", CONFIDENTIALITY).unwrap();
+    assert_eq!(c.connect(echo), 0);
+    echo_through(&mut c, 100_000, 5);
+    drop(c);
+    let line = loop {
+        let l = next();
+        if l.contains("conn id=") {
+            break l;
+        }
+    };
+    assert!(line.contains(&format!(" user={ALICE} ")), "{line}");
+    assert!(line.contains(" up=100000 down=100000 "), "plain bytes are counted: {line}");
+}
+
+/// A keytab without the service's keys, like a missing one, stops the
+/// start with a message (exit status 1), not at the first client.
+#[test]
+fn a_keytab_without_the_service_stops_the_start() {
+    let Some(k) = kdc("a_keytab_without_the_service_stops_the_start") else { return };
+    let out = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--gssapi", "--gssapi-service", "sockd"])
+        .arg("--gssapi-keytab")
+        .arg(&k.keytab)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--gssapi") && err.lines().count() == 1, "{err}");
+}
+
+/// curl's SOCKS5 GSS-API client (`--socks5-gssapi`, level none).
+/// Debian 12's curl 7.88 (and 8.14 from backports) cannot finish it, for
+/// two client bugs (README, "GSS-API"): it takes the GSS-API method only
+/// if the method reply is already there on its first read, else fails
+/// with "per-message authentication is not supported"; and when it does
+/// take it, it establishes the context and the level with the proxy and
+/// then falls through to "Undocumented SOCKS5 mode". The test takes one
+/// of those or success; when curl got as far as GSS-API, socksd must have
+/// authenticated alice; and socksd must serve on.
+#[test]
+fn curl_with_gssapi() {
+    let Some(k) = kdc("curl_with_gssapi") else { return };
+    if Command::new("curl").arg("--version").output().is_err() {
+        return eprintln!("SKIP curl_with_gssapi: no curl");
+    }
+    let (srv, proxy) = gss_server("none", &[]);
+    let web = banner_server("127.0.0.1:0", b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
+    // Under strace (where there is one) curl is slow enough that the
+    // method reply is there on its first read: the GSS-API path runs.
+    let traced = Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success());
+    let mut authenticated = 0;
+    for _ in 0..3 {
+        let mut cmd = if traced { Command::new("strace") } else { Command::new("curl") };
+        if traced {
+            cmd.args(["-f", "-o", "/dev/null", "curl"]);
+        }
+        let out = cmd
+            .args(["-sS", "--max-time", "20", "--socks5-gssapi"])
+            .arg("-x")
+            // The host name is the service principal's: rcmd/localhost.
+            .arg(format!("socks5h://localhost:{}", proxy.port()))
+            .arg(format!("http://{web}/"))
+            .envs(k.env())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            assert_eq!(out.stdout, b"hello\n");
+            authenticated += 1;
+        } else if err.contains("Undocumented SOCKS5 mode") {
+            authenticated += 1;
+        } else {
+            assert!(
+                err.contains("per-message authentication is not supported"),
+                "curl failed in an unknown way: {err}"
+            );
+        }
+        eprintln!("curl_with_gssapi: {}", if err.is_empty() { "curl succeeded" } else { err.trim() });
+    }
+    let end = Instant::now() + IO_TIMEOUT;
+    while srv.stats().users.iter().find(|u| &*u.name == ALICE.as_bytes()).map_or(0, |u| u.conns) != authenticated {
+        assert!(Instant::now() < end, "socksd did not authenticate alice {authenticated} times");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let echo = echo_server("127.0.0.1:0");
+    let mut c = login(proxy, "rcmd@localhost", NONE).unwrap();
+    assert_eq!(c.connect(echo), 0);
+    echo_check(&mut c.s, b"after curl");
+}
