@@ -19,11 +19,12 @@ mod sys;
 
 // Wire formats: pure parsers and encoders, no I/O.
 pub mod escape;
-pub mod gss_wire;
 pub mod parse;
 pub mod reply;
 pub mod socks4;
 pub mod socks5;
+// RFC 1961's messages (the GSS-API method's calls are `gss`, below).
+pub mod gss_wire;
 
 // Policy: what is allowed, decided without I/O (config also reads files).
 pub mod acl;

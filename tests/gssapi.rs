@@ -271,6 +271,23 @@ fn malformed_messages_are_aborted() {
     assert!(c.is_ok(), "the server still serves");
 }
 
+/// A client that stops half-way through a context token is closed at
+/// `--handshake-timeout`, like any handshake.
+#[test]
+fn a_stalled_negotiation_times_out() {
+    let Some(k) = kdc("a_stalled_negotiation_times_out") else { return };
+    let mut cfg = config();
+    cfg.handshake_timeout = std::time::Duration::from_millis(300);
+    cfg.gssapi = Some(GssConfig { keytab: Some(k.keytab.clone()), service: "rcmd".into(), ..GssConfig::default() });
+    let (_srv, proxy) = start(cfg);
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 1]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    s.write_all(&[1, 1, 0x02, 0x00, 0x60]).unwrap();
+    assert!(closed_without_data(&mut s), "closed at the handshake timeout");
+}
+
 #[test]
 fn a_tampered_message_closes_the_connection() {
     if kdc("a_tampered_message_closes_the_connection").is_none() {
