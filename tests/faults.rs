@@ -116,9 +116,11 @@ fn round(srv: &socksd::Server, proxy: SocketAddr, sc: &Scene) {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
             Err(e) => panic!("{e}"),
         }
-        // Loopback socket buffers can hold up to ~20 MiB on the way
-        // (client send, server receive and send, target receive).
-        assert!(sent < 32 << 20, "the server buffers without bound");
+        // The kernel's socket buffers on the way (client send, server
+        // receive and send, target receive) can grow to the tcp_wmem and
+        // tcp_rmem maxima, 32 MiB each way on some machines; what the
+        // server itself holds is a buffer or a pipe on top.
+        assert!(sent < kernel_buffers_max() + (4 << 20), "the server buffers without bound");
     }
     println!("bytes accepted before back-pressure stopped the client: {sent}");
     // Others are still served meanwhile.
@@ -167,4 +169,18 @@ fn faults_leave_nothing_behind() {
         println!("splice={splice}: back to {baseline} descriptors + {pipes} pooled pipes");
         drop(srv);
     }
+}
+
+/// The most the kernel may buffer between the client and a target that
+/// does not read: two send and two receive buffers at their autotuning
+/// maxima (`net.ipv4.tcp_wmem`, `tcp_rmem`; Linux's defaults where
+/// unreadable).
+fn kernel_buffers_max() -> usize {
+    let max = |path: &str, default: usize| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(2).and_then(|v| v.parse().ok()))
+            .unwrap_or(default)
+    };
+    2 * max("/proc/sys/net/ipv4/tcp_wmem", 4 << 20) + 2 * max("/proc/sys/net/ipv4/tcp_rmem", 6 << 20)
 }
