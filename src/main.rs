@@ -32,7 +32,7 @@ fn usage_error(msg: &str) -> ! {
 /// What flags alone cannot tell (an interface that exists): checked before
 /// serving, as `--check` does.
 fn check_or_exit(cfg: &socksd::Config) {
-    if let Err(e) = config::validate(cfg) {
+    if let Err(e) = config::validate(cfg).and_then(|()| Server::check(cfg)) {
         usage_error(&e);
     }
 }

@@ -155,6 +155,20 @@ pub(crate) fn default_max_conns(budget: usize) -> usize {
 }
 
 impl Server {
+    /// Checks what the flags name that only the server's libraries can
+    /// open: with `--gssapi`, the keytab's keys for the service (read
+    /// once more at start). `--check` and the binary call it before
+    /// starting, so an unusable keytab is a bad flag (exit 2).
+    pub fn check(cfg: &Config) -> Result<(), String> {
+        #[cfg(feature = "gssapi")]
+        if let Some(g) = &cfg.gssapi {
+            crate::gss::Cred::acceptor(g.keytab.as_deref(), &g.service).map_err(|e| format!("--gssapi: {e}"))?;
+        }
+        #[cfg(not(feature = "gssapi"))]
+        let _ = cfg;
+        Ok(())
+    }
+
     /// Binds the listeners and starts the reactor and resolver threads. Errors are the ones to
     /// report to the user: a bad configuration, an address in use.
     pub fn start(cfg: Config) -> io::Result<Server> {

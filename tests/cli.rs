@@ -461,9 +461,15 @@ fn gssapi_flags_exit_2_with_one_line() {
         assert!(err.starts_with("socksd: ") && err.contains(says), "{args:?}: {err}");
     }
     if cfg!(feature = "gssapi") {
-        // A keytab that is not there is found at start: exit 1, named.
-        let out = run(&["--listen", "127.0.0.1:0", "--gssapi", "--gssapi-keytab", "/nonexistent/socksd.keytab"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8(out.stderr).unwrap().contains("/nonexistent/socksd.keytab"));
+        // A keytab that is not there is a bad flag, before serving and
+        // for --check alike: exit 2, named.
+        for check in [&[][..], &["--check"]] {
+            let mut args = vec!["--listen", "127.0.0.1:0", "--gssapi", "--gssapi-keytab", "/nonexistent/socksd.keytab"];
+            args.extend_from_slice(check);
+            let out = run(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = String::from_utf8(out.stderr).unwrap();
+            assert!(err.contains("/nonexistent/socksd.keytab") && err.lines().count() == 1, "{err}");
+        }
     }
 }
