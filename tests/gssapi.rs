@@ -192,6 +192,10 @@ fn each_level_relays_byte_for_byte() {
         assert_eq!(c.level, level, "a granted level is the one proposed");
         assert_eq!(c.connect(echo), 0);
         echo_through(&mut c, 512 * 1024, 7 + level as u64);
+        // A message whose token is close to the 65,535 bytes LEN allows.
+        let big = Rng(level as u64).bytes(65_400);
+        c.send(&big);
+        assert!(c.recv(big.len()) == big, "a near-largest message comes back whole");
     }
 }
 
@@ -269,6 +273,32 @@ fn malformed_messages_are_aborted() {
     }
     let c = login(proxy, "rcmd@localhost", NONE);
     assert!(c.is_ok(), "the server still serves");
+}
+
+/// Half-closes pass through a protected relay: the client's EOF reaches
+/// the target, which still answers, and the answer comes back wrapped.
+#[test]
+fn a_half_close_passes_through_the_protection() {
+    if kdc("a_half_close_passes_through_the_protection").is_none() {
+        return;
+    }
+    let (_srv, proxy) = gss_server("confidentiality", &[]);
+    let answer: Vec<u8> = Rng(9).bytes(300_000);
+    let a = answer.clone();
+    let web = target("127.0.0.1:0", move |mut s| {
+        let got = read_to_end(&mut s);
+        assert_eq!(got, b"everything I have to say");
+        s.write_all(&a).unwrap();
+    });
+    let mut c = login(proxy, "rcmd@localhost", CONFIDENTIALITY).unwrap();
+    assert_eq!(c.connect(web), 0);
+    c.send(b"everything I have to say");
+    c.s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = c.recv_sealed() {
+        got.extend(m);
+    }
+    assert!(got == answer, "{} of {} bytes came back", got.len(), answer.len());
 }
 
 /// A client that stops half-way through a context token is closed at
