@@ -6,10 +6,10 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Stdio;
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_socksd");
@@ -30,13 +30,7 @@ fn start_logged(args: &[&str]) -> Logged {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let lines = stderr_lines(&mut child);
     let end = Instant::now() + IO_TIMEOUT;
     let addr = loop {
         let l = lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("socksd did not start");

@@ -14,7 +14,7 @@ use kdc::{kdc, ALICE};
 use socksd::config::GssConfig;
 use socksd::gss_wire::Levels;
 use socksd::testing::GssInitiator;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -379,10 +379,7 @@ fn without_the_flag_gssapi_is_not_offered() {
 /// principal and the agreed level's bytes are counted.
 #[test]
 fn the_binary_logs_the_principal() {
-    if kdc("the_binary_logs_the_principal").is_none() {
-        return;
-    }
-    let k = kdc("the_binary_logs_the_principal").unwrap();
+    let Some(k) = kdc("the_binary_logs_the_principal") else { return };
     let mut child = program(BIN)
         .args(["--listen", "127.0.0.1:0", "--threads", "1", "--log-connections", "--gssapi"])
         .arg("--gssapi-keytab")
@@ -393,14 +390,8 @@ fn the_binary_logs_the_principal() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let err = child.stderr.take().unwrap();
+    let lines = stderr_lines(&mut child);
     let _guard = ChildGuard(child);
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
     let end = Instant::now() + IO_TIMEOUT;
     let next = || lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("a log line");
     let proxy: SocketAddr = loop {

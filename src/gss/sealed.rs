@@ -105,6 +105,59 @@ fn read_once(src: &mut Side, w: &mut Window) -> io::Result<usize> {
     }
 }
 
+/// How far one direction's source has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Open,
+    /// EOF read; what was read before it may still be on its way.
+    Eof,
+    /// Everything passed on and the other side's write half shut.
+    Shut,
+}
+
+/// What a direction does once nothing is pending.
+enum Refill {
+    /// Read once more into the window: go on.
+    Read,
+    /// Nothing to read now, or the direction is finished.
+    Stop,
+    /// The round's budget is spent: resume next round.
+    Yield,
+}
+
+/// The step both directions share once their buffers are empty: after
+/// EOF, shut `dst`'s write half (once); else read once more from `src`
+/// into `w` while readable and within `budget`.
+fn refill(
+    src: &mut Side,
+    dst: &mut Side,
+    w: &mut Window,
+    end: &mut End,
+    spent: usize,
+    budget: usize,
+) -> Result<Refill, Fault> {
+    if *end != End::Open {
+        if *end == End::Eof {
+            *end = End::Shut;
+            let _ = dst.sock.shutdown(Shutdown::Write);
+        }
+        return Ok(Refill::Stop);
+    }
+    if !src.readable {
+        return Ok(Refill::Stop);
+    }
+    if spent >= budget {
+        return Ok(Refill::Yield);
+    }
+    match read_once(src, w) {
+        Ok(0) => *end = End::Eof,
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+        Err(e) => return Err(Fault::Read(e)),
+    }
+    Ok(Refill::Read)
+}
+
 /// A protected connection's context and buffers.
 pub struct Sealed {
     ctx: Box<Context>,
@@ -115,10 +168,8 @@ pub struct Sealed {
     /// Target to client: plaintext as read, and frames to send.
     down_plain: Window,
     down_out: Window,
-    up_eof: bool,
-    up_shut: bool,
-    down_eof: bool,
-    down_shut: bool,
+    up_end: End,
+    down_end: End,
     /// The connection's control bytes are sealed into `down_out`, not yet
     /// all sent.
     pub ctl_sealed: bool,
@@ -139,10 +190,8 @@ impl Sealed {
             up_plain: Window::new(MAX_TOKEN),
             down_plain: Window::new(chunk),
             down_out: Window::new(HEADER + MAX_TOKEN),
-            up_eof: false,
-            up_shut: false,
-            down_eof: false,
-            down_shut: false,
+            up_end: End::Open,
+            down_end: End::Open,
             ctl_sealed: false,
         })
     }
@@ -215,7 +264,7 @@ impl Sealed {
 
     /// Both directions are finished.
     pub fn done(&self) -> bool {
-        self.up_shut && self.down_shut
+        self.up_end == End::Shut && self.down_end == End::Shut
     }
 
     /// Client to target: read frames, unwrap, write plaintext.
@@ -233,24 +282,10 @@ impl Sealed {
             if !self.up_plain.is_empty() {
                 continue;
             }
-            if self.up_eof {
-                if !self.up_shut {
-                    self.up_shut = true;
-                    let _ = dst.sock.shutdown(Shutdown::Write);
-                }
-                break;
-            }
-            if !src.readable {
-                break;
-            }
-            if bytes >= budget {
-                return Ok(Pumped { bytes, more: true });
-            }
-            match read_once(src, &mut self.up_in) {
-                Ok(0) => self.up_eof = true,
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-                Err(e) => return Err(Fault::Read(e)),
+            match refill(src, dst, &mut self.up_in, &mut self.up_end, bytes, budget)? {
+                Refill::Read => {}
+                Refill::Stop => break,
+                Refill::Yield => return Ok(Pumped { bytes, more: true }),
             }
         }
         Ok(Pumped { bytes, more: false })
@@ -279,26 +314,10 @@ impl Sealed {
                 bytes += n;
                 continue;
             }
-            if self.down_eof {
-                if !self.down_shut {
-                    self.down_shut = true;
-                    let _ = dst.sock.shutdown(Shutdown::Write);
-                }
-                break;
-            }
-            if !src.readable {
-                break;
-            }
-            if bytes >= budget {
-                return Ok(Pumped { bytes, more: true });
-            }
-            self.down_plain.start = 0;
-            self.down_plain.end = 0;
-            match read_once(src, &mut self.down_plain) {
-                Ok(0) => self.down_eof = true,
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
-                Err(e) => return Err(Fault::Read(e)),
+            match refill(src, dst, &mut self.down_plain, &mut self.down_end, bytes, budget)? {
+                Refill::Read => {}
+                Refill::Stop => break,
+                Refill::Yield => return Ok(Pumped { bytes, more: true }),
             }
         }
         Ok(Pumped { bytes, more: false })

@@ -322,6 +322,21 @@ pub fn program_sh(path: &str) -> String {
     }
 }
 
+/// The lines a started program writes to its stderr (spawned with
+/// `Stdio::piped()`), as they come; read to the end whether or not anyone
+/// still listens, so the program never blocks on a full pipe.
+pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let err = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for l in io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
 /// Starts a socksd command line (its `--listen` port 0) and waits for its
 /// first "listening on" line: the process, stopped on drop, and where.
 pub fn serve(cmd: &mut std::process::Command) -> (ChildGuard, SocketAddr) {
