@@ -33,6 +33,9 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// `--threads`: reactor threads.
     pub threads: usize,
+    /// `--bulk-threads`: bulk lanes (see lanes.rs); `None` = as many as
+    /// `threads`.
+    pub bulk_threads: Option<usize>,
     /// Users from --user flags.
     pub users: Vec<User>,
     /// `--users-file`: read at start and on SIGHUP.
@@ -123,11 +126,19 @@ impl GssConfig {
     }
 }
 
+impl Config {
+    /// Bulk lanes to start.
+    pub fn lanes(&self) -> usize {
+        self.bulk_threads.unwrap_or(self.threads)
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             listen: vec![DEFAULT_LISTEN.parse().unwrap()],
             threads: crate::sys::cpus(),
+            bulk_threads: None,
             users: Vec::new(),
             users_file: None,
             file_users: Vec::new(),
@@ -266,6 +277,9 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     }
     if let Some(t) = m.opt_str("t") {
         c.threads = number("threads", &t, 1, MAX_THREADS)?;
+    }
+    if let Some(t) = m.opt_str("bulk-threads") {
+        c.bulk_threads = Some(number("bulk-threads", &t, 0, MAX_THREADS)?);
     }
     for u in m.opt_strs("u") {
         let user = User::parse(&u).map_err(|e| ArgError(format!("invalid value for --user: {e}")))?;
@@ -478,11 +492,23 @@ mod tests {
     }
 
     #[test]
+    fn bulk_lanes_default_to_the_reactor_count() {
+        let c = run(&["-t", "3"]);
+        assert_eq!(c.lanes(), 3);
+        let c = run(&["-t", "3", "--bulk-threads", "0"]);
+        assert_eq!(c.lanes(), 0);
+        let c = run(&["--bulk-threads", "1"]);
+        assert_eq!(c.lanes(), 1);
+    }
+
+    #[test]
     fn bad_values_are_one_line() {
         for args in [
             &["--listen", "1080"][..],
             &["--threads", "0"],
             &["--threads", "x"],
+            &["--bulk-threads", "-1"],
+            &["--bulk-threads", "257"],
             &["--user", "nopass"],
             &["--buffer-size", "10"],
             &["--connect-timeout", "-1"],

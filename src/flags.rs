@@ -47,6 +47,13 @@ pub(crate) const FLAGS: &[Flag] = &[
     flag("t", "threads", One, "N", "reactor threads (default: number of CPUs)"),
     flag(
         "",
+        "bulk-threads",
+        One,
+        "N",
+        "threads that carry bulk transfers apart from small exchanges, at lower priority; 0 = none (default: as many as --threads)",
+    ),
+    flag(
+        "",
         "max-conns",
         One,
         "N",

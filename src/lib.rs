@@ -59,6 +59,7 @@ mod token;
 mod udp;
 
 mod connection;
+mod lanes;
 
 // The event loop, one per thread.
 mod reactor;

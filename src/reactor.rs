@@ -3,9 +3,10 @@
 //! throughout; nothing here blocks except `poll` itself.
 
 use crate::clients::Kind;
-use crate::connection::{Closed, Conn};
+use crate::connection::{Closed, Conn, End, Flow};
 use crate::core::{Core, Shared};
 use crate::fds;
+use crate::lanes::{Lanes, BULK_NICE, FRONT_SLICE_NS};
 use crate::resolver::Answer;
 use crate::token::{self, Owner, Role};
 use log::{debug, error, warn};
@@ -39,6 +40,10 @@ pub(crate) struct Reactor {
     accept_paused: Option<Instant>,
     /// When running out of descriptors was last logged (once a minute at most).
     emfile_logged: Option<Instant>,
+    /// Where this thread hands its bulk relays (see lanes.rs).
+    pub(crate) lanes: Arc<Lanes>,
+    /// On a bulk lane: its number, and the relays handed to it.
+    pub(crate) lane: Option<(usize, Receiver<Conn>)>,
 }
 
 impl Reactor {
@@ -64,6 +69,8 @@ impl Reactor {
             next_id: 0,
             accept_paused: None,
             emfile_logged: None,
+            lanes: Arc::default(),
+            lane: None,
         })
     }
 
@@ -84,6 +91,13 @@ impl Reactor {
     }
 
     pub(crate) fn run(mut self) {
+        if self.lane.is_some() {
+            crate::sys::lower_thread_priority(BULK_NICE);
+        } else if !self.lanes.is_empty() {
+            // Without lanes this thread may carry bulk itself, and a hog
+            // with a short slice only switches more often.
+            crate::sys::request_slice(FRONT_SLICE_NS);
+        }
         let mut events = Events::with_capacity(1024);
         let mut resume: Vec<usize> = Vec::with_capacity(256);
         while !self.core.shared.stop.load(Ordering::Acquire) {
@@ -106,9 +120,8 @@ impl Reactor {
                     }
                     Owner::Conn(key, role) => {
                         if let Some(c) = self.conns.get_mut(key) {
-                            if let Err(why) = c.on_event(role, ev, &mut self.core, self.poll.registry()) {
-                                self.close(key, why);
-                            }
+                            let flow = c.on_event(role, ev, &mut self.core, self.poll.registry());
+                            self.settle(key, flow);
                         }
                     }
                 }
@@ -125,19 +138,20 @@ impl Reactor {
             }
             #[cfg(feature = "gssapi")]
             self.gss_answers();
+            self.adopt();
             self.answer_stats();
             // Connections that yielded: swap lists so that ones yielding
             // again land in the next round, not this one.
             std::mem::swap(&mut resume, &mut self.core.ready);
             for key in resume.drain(..) {
                 if let Some(c) = self.conns.get_mut(key) {
-                    if let Err(why) = c.resume(&mut self.core, self.poll.registry()) {
-                        self.close(key, why);
-                    }
+                    let flow = c.resume(&mut self.core, self.poll.registry());
+                    self.settle(key, flow);
                 }
             }
             self.expire();
         }
+        self.adopt();
         debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len());
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
@@ -301,14 +315,67 @@ impl Reactor {
         }
     }
 
+    /// After a connection's turn: closes it, or hands it to a bulk lane
+    /// if the turn showed a bulk transfer and this thread accepts clients.
+    fn settle(&mut self, key: usize, flow: Flow) {
+        match flow {
+            Err(why) => self.close(key, why),
+            Ok(()) => {
+                if self.lane.is_none()
+                    && !self.lanes.is_empty()
+                    && self.conns.get(key).is_some_and(Conn::wants_bulk_lane)
+                {
+                    self.hand_off(key);
+                }
+            }
+        }
+    }
+
+    /// Moves a bulk relay to the least loaded lane.
+    fn hand_off(&mut self, key: usize) {
+        let Some(mut c) = self.conns.try_remove(key) else { return };
+        if let Err(e) = c.detach(self.poll.registry()) {
+            warn!("deregister: {e}");
+            return self.end(c, Closed::Io(End::Client, e.kind()));
+        }
+        debug!("#{} {} moves to a bulk lane", c.id(), c.peer());
+        self.core.stats.bulk_moved += 1;
+        if let Some(c) = self.lanes.send(c) {
+            self.end(c, Closed::Shutdown);
+        }
+    }
+
+    /// On a lane: takes in the relays handed over since the last round.
+    fn adopt(&mut self) {
+        while let Some(Ok(mut c)) = self.lane.as_ref().map(|(_, rx)| rx.try_recv()) {
+            let key = self.conns.vacant_key();
+            match c.attach(key, &mut self.core, self.poll.registry()) {
+                Ok(()) => {
+                    self.conns.insert(c);
+                }
+                Err(e) => {
+                    warn!("register: {e}");
+                    self.end(c, Closed::Io(End::Client, e.kind()));
+                }
+            }
+        }
+    }
+
     /// Removes a connection: the one place where every close is logged,
     /// with its reason.
     fn close(&mut self, key: usize, why: Closed) {
-        if let Some(mut c) = self.conns.try_remove(key) {
-            debug!("#{} {} closed: {}", c.id(), c.peer(), why);
-            c.finish(why, &mut self.core);
-            c.release(&mut self.core);
-            self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
+        if let Some(c) = self.conns.try_remove(key) {
+            self.end(c, why);
+        }
+    }
+
+    fn end(&mut self, mut c: Conn, why: Closed) {
+        debug!("#{} {} closed: {}", c.id(), c.peer(), why);
+        c.finish(why, &mut self.core);
+        c.release(&mut self.core);
+        self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
+        if let Some((i, _)) = &self.lane {
+            self.lanes.closed(*i);
         }
     }
 }

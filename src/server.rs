@@ -6,6 +6,7 @@ use crate::clients::Clients;
 use crate::config::Config;
 use crate::core::Shared;
 use crate::fds;
+use crate::lanes::Lanes;
 use crate::outbound;
 use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
@@ -189,11 +190,15 @@ impl Server {
             claims.extend(claim);
         }
 
-        let mut polls = Vec::with_capacity(threads);
-        let mut wakers = Vec::with_capacity(threads);
-        let mut outlets = Vec::with_capacity(threads);
-        let mut receivers = Vec::with_capacity(threads);
-        for _ in 0..threads {
+        // The accepting reactors, then the bulk lanes (lanes.rs): each a
+        // reactor with a poll, a waker and a resolver outlet of its own.
+        let lanes = cfg.lanes();
+        let all = threads + lanes;
+        let mut polls = Vec::with_capacity(all);
+        let mut wakers = Vec::with_capacity(all);
+        let mut outlets = Vec::with_capacity(all);
+        let mut receivers = Vec::with_capacity(all);
+        for _ in 0..all {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = std::sync::mpsc::channel();
@@ -204,7 +209,7 @@ impl Server {
         }
         let resolver = Resolver::start(outlets)?;
 
-        let budget = descriptor_budget(fds::nofile(), threads, cfg.listen.len());
+        let budget = descriptor_budget(fds::nofile(), all, cfg.listen.len());
         fds::set_limit(budget);
         let max_conns = cfg.max_conns.unwrap_or_else(|| default_max_conns(budget));
         let per_ip = cfg.max_conns_per_ip.unwrap_or((max_conns / 2).max(1));
@@ -225,6 +230,14 @@ impl Server {
         }
         let shared = Arc::new(sh);
 
+        let (inboxes, ends): (Vec<_>, Vec<_>) = wakers[threads..]
+            .iter()
+            .map(|w| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                (rx, (tx, w.clone()))
+            })
+            .unzip();
+        let shared_lanes = Arc::new(Lanes::new(ends));
         let mut server = Server {
             addrs,
             shared: shared.clone(),
@@ -233,14 +246,22 @@ impl Server {
             threads: Vec::new(),
             _claims: claims,
         };
+        let mut inboxes = inboxes.into_iter();
+        listeners.resize_with(all, Vec::new);
         for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
-            #[allow(unused_mut)]
             let mut reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
             #[cfg(feature = "gssapi")]
             {
                 reactor.gss_answers = gss_rx.pop_front();
             }
-            let h = std::thread::Builder::new().name(format!("socksd-reactor-{i}")).spawn(move || reactor.run())?;
+            let name = if i < threads {
+                reactor.lanes = shared_lanes.clone();
+                format!("socksd-reactor-{i}")
+            } else {
+                reactor.lane = inboxes.next().map(|rx| (i - threads, rx));
+                format!("socksd-bulk-{}", i - threads)
+            };
+            let h = std::thread::Builder::new().name(name).spawn(move || reactor.run())?;
             server.threads.push(h);
         }
         info!(

@@ -80,6 +80,8 @@ pub struct Stats {
     pub users: Vec<UserStats>,
     /// Connection-log and refusal lines held back by the rate limit.
     pub log_suppressed: u64,
+    /// Relays handed to a bulk lane (see lanes.rs).
+    pub bulk_moved: u64,
 }
 
 impl Stats {
@@ -121,6 +123,7 @@ impl Stats {
         self.udp_bytes_down += o.udp_bytes_down;
         self.udp_dropped += o.udp_dropped;
         self.log_suppressed += o.log_suppressed;
+        self.bulk_moved += o.bulk_moved;
         for u in &o.users {
             match self.users.iter_mut().find(|m| m.name == u.name) {
                 Some(m) => {
@@ -168,6 +171,7 @@ impl Stats {
                 u.down
             ));
         }
+        out.push(format!("stats bulk_moved={}", self.bulk_moved));
         out.push(format!("stats log_suppressed={}", self.log_suppressed));
         out
     }

@@ -30,6 +30,60 @@ pub(crate) fn cpus() -> usize {
     n.max(1)
 }
 
+/// Lowers the calling thread's priority by `by` nice steps (Linux keeps a
+/// nice value per thread; lowering it needs no privilege). Best effort.
+pub(crate) fn lower_thread_priority(by: libc::c_int) {
+    // SAFETY: gettid takes no arguments and touches no memory.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: getpriority and setpriority read and set one number of a
+    // thread of this process; no memory is passed.
+    unsafe {
+        let now = libc::getpriority(libc::PRIO_PROCESS as _, tid);
+        libc::setpriority(libc::PRIO_PROCESS as _, tid, (now + by).min(19));
+    }
+}
+
+/// Asks the scheduler to let the calling thread, which sleeps most of the
+/// time, preempt a busy one soon after it wakes: a short slice (EEVDF takes
+/// `sched_runtime` as a normal task's slice since Linux 6.12, and a task
+/// with a shorter slice wins at wakeup). Older kernels ignore the field or
+/// refuse the flag; either way nothing changes. The scheduling policy and
+/// the nice value are kept. Best effort.
+pub(crate) fn request_slice(ns: u64) {
+    /// `struct sched_attr` as far as SCHED_ATTR_SIZE_VER0 (48 bytes; the
+    /// layout is the same on 32-bit targets: every u64 falls on 8).
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
+    // SAFETY: gettid takes no arguments and touches no memory.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+    // SAFETY: getpriority reads one number of a thread of this process.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS as _, tid) };
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: 0,
+        flags: SCHED_FLAG_KEEP_POLICY,
+        nice,
+        priority: 0,
+        runtime: ns,
+        deadline: 0,
+        period: 0,
+    };
+    // SAFETY: sched_setattr(0, attr, 0) reads `attr.size` bytes from the
+    // struct we pass, which lives on our stack for the whole call, and
+    // changes only the calling thread's scheduling.
+    unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+}
+
 /// Whether an interface of this name exists.
 pub(crate) fn interface_exists(name: &str) -> bool {
     let Ok(name) = CString::new(name) else { return false };

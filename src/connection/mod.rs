@@ -22,6 +22,7 @@ mod closing;
 mod connect;
 #[cfg(feature = "gssapi")]
 mod gss;
+mod moving;
 mod negotiate;
 mod record;
 mod udp;
@@ -144,6 +145,8 @@ pub(crate) struct Conn {
     last_active: Instant,
     /// Already in the reactor's resume list.
     queued: bool,
+    /// The last relay turn ran out of budget (see `moving.rs`).
+    bulk: bool,
     /// What the connection log and the counters report (see record.rs).
     rec: record::Record,
     /// A GSS-API context with per-message protection (RFC 1961 §5).
@@ -177,6 +180,7 @@ impl Conn {
             timer_at: None,
             last_active: core.now,
             queued: false,
+            bulk: false,
             rec: record::Record::new(core.now),
             #[cfg(feature = "gssapi")]
             sealed: None,
@@ -341,7 +345,8 @@ impl Conn {
         if self.up.done() && self.down.done() {
             return Err(Closed::Eof);
         }
-        if up.more || down_more {
+        self.bulk = up.more || down_more;
+        if self.bulk {
             self.queue(core);
         }
         Ok(())
