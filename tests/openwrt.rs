@@ -76,6 +76,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \tlist listen '192.168.1.1:1080'\n\
              \tlist listen '[::1]:1080'\n\
              \toption threads '2'\n\
+             \toption bulk_threads '1'\n\
              \tlist user 'alice:s3cret'\n\
              \toption users_file '{}'\n\
              \toption auth_once '1'\n\
@@ -136,6 +137,8 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "self",
         "--threads",
         "2",
+        "--bulk-threads",
+        "1",
         "--users-file",
         users.to_str().unwrap(),
         "--outgoing",
