@@ -7,12 +7,15 @@
 //! per hop on a loaded 2-core machine, whatever the relay's own budget per
 //! turn is (a 50 µs turn did not help; moving the exchange to a thread of
 //! its own did). So a relay that spends a whole round's budget with more
-//! waiting is handed, once, to a bulk lane: one more reactor with no
-//! listener, run at a lower priority ([`BULK_NICE`]). The accepting
+//! waiting is handed to a bulk lane: one more reactor with no listener,
+//! run at a lower priority ([`BULK_NICE`]). A relay on a lane that has not
+//! had such a turn for a second (`QUIET` in connection/moving.rs) is handed
+//! back to an accepting reactor, so an interactive session that once sent
+//! a burst does not stay behind somebody's download. The accepting
 //! reactors, which then sleep most of the time, ask for a short slice
 //! ([`FRONT_SLICE_NS`]) so that they get a CPU soon after they wake. Only
-//! socksd's own bulk work yields to its interactive work; no thread asks for
-//! more than a normal share.
+//! socksd's own bulk work yields to its interactive work; no thread asks
+//! for more than a normal share.
 
 use crate::connection::Conn;
 use mio::Waker;
@@ -30,46 +33,79 @@ pub(crate) const BULK_NICE: libc::c_int = 10;
 /// reactor may have to wait for a busy thread's turn to end.
 pub(crate) const FRONT_SLICE_NS: u64 = 300_000;
 
-/// One lane, as the accepting reactors see it.
-pub(crate) struct Lane {
+/// Where connections can be handed: a reactor's queue and waker.
+struct Inbox {
     tx: Sender<Conn>,
     waker: Arc<Waker>,
-    /// Connections handed to it and not yet closed.
+    /// Connections on that thread that were handed to it (lanes only).
     load: AtomicUsize,
 }
 
-/// All the lanes; empty with `--bulk-threads 0`.
+impl Inbox {
+    fn send(&self, c: Conn) -> Option<Conn> {
+        if let Err(e) = self.tx.send(c) {
+            return Some(e.0);
+        }
+        // mio's eventfd waker fails only if the descriptor itself is bad;
+        // the connection then waits in the queue for the thread's next wake.
+        let _ = self.waker.wake();
+        None
+    }
+}
+
+/// Every reactor's inbox: the accepting ones and the lanes. Empty (and no
+/// connection ever moves) with `--bulk-threads 0`.
 #[derive(Default)]
-pub(crate) struct Lanes(Vec<Lane>);
+pub(crate) struct Lanes {
+    fronts: Vec<Inbox>,
+    lanes: Vec<Inbox>,
+    /// Round-robin over the accepting reactors for relays handed back.
+    next_front: AtomicUsize,
+}
+
+/// A reactor's queue and waker, as [`Lanes::new`] takes them.
+pub(crate) type End = (Sender<Conn>, Arc<Waker>);
 
 impl Lanes {
-    pub fn new(ends: Vec<(Sender<Conn>, Arc<Waker>)>) -> Lanes {
-        Lanes(ends.into_iter().map(|(tx, waker)| Lane { tx, waker, load: AtomicUsize::new(0) }).collect())
+    pub fn new(fronts: Vec<End>, lanes: Vec<End>) -> Lanes {
+        let inbox = |(tx, waker): End| Inbox { tx, waker, load: AtomicUsize::new(0) };
+        Lanes {
+            fronts: fronts.into_iter().map(inbox).collect(),
+            lanes: lanes.into_iter().map(inbox).collect(),
+            next_front: AtomicUsize::new(0),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.lanes.is_empty()
     }
 
     /// Hands `c` to the least loaded lane; gives it back if there is no
     /// lane or that lane has stopped (the server is shutting down).
-    pub fn send(&self, c: Conn) -> Option<Conn> {
-        let Some(lane) = self.0.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else {
+    pub fn to_lane(&self, c: Conn) -> Option<Conn> {
+        let Some(lane) = self.lanes.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else {
             return Some(c);
         };
-        if let Err(e) = lane.tx.send(c) {
-            return Some(e.0);
-        }
         lane.load.fetch_add(1, Ordering::Relaxed);
-        // mio's eventfd waker fails only if the descriptor itself is bad;
-        // the connection then waits in the queue for the lane's next wake.
-        let _ = lane.waker.wake();
-        None
+        let back = lane.send(c);
+        if back.is_some() {
+            lane.load.fetch_sub(1, Ordering::Relaxed);
+        }
+        back
     }
 
-    /// Lane `i` closed a connection it was handed.
-    pub fn closed(&self, i: usize) {
-        if let Some(l) = self.0.get(i) {
+    /// Hands `c` back to an accepting reactor, in turn.
+    pub fn to_front(&self, c: Conn) -> Option<Conn> {
+        let n = self.fronts.len();
+        if n == 0 {
+            return Some(c);
+        }
+        self.fronts[self.next_front.fetch_add(1, Ordering::Relaxed) % n].send(c)
+    }
+
+    /// A connection closed on lane `i`, or left it.
+    pub fn left(&self, i: usize) {
+        if let Some(l) = self.lanes.get(i) {
             l.load.fetch_sub(1, Ordering::Relaxed);
         }
     }

@@ -40,10 +40,12 @@ pub(crate) struct Reactor {
     accept_paused: Option<Instant>,
     /// When running out of descriptors was last logged (once a minute at most).
     emfile_logged: Option<Instant>,
-    /// Where this thread hands its bulk relays (see lanes.rs).
+    /// Where relays are handed (see lanes.rs).
     pub(crate) lanes: Arc<Lanes>,
-    /// On a bulk lane: its number, and the relays handed to it.
-    pub(crate) lane: Option<(usize, Receiver<Conn>)>,
+    /// On a bulk lane: its number.
+    pub(crate) lane: Option<usize>,
+    /// The relays handed to this thread.
+    pub(crate) inbox: Option<Receiver<Conn>>,
 }
 
 impl Reactor {
@@ -71,6 +73,7 @@ impl Reactor {
             emfile_logged: None,
             lanes: Arc::default(),
             lane: None,
+            inbox: None,
         })
     }
 
@@ -91,6 +94,7 @@ impl Reactor {
     }
 
     pub(crate) fn run(mut self) {
+        self.core.lane = self.lane.is_some();
         if self.lane.is_some() {
             crate::sys::lower_thread_priority(BULK_NICE);
         } else if !self.lanes.is_empty() {
@@ -206,12 +210,12 @@ impl Reactor {
         }
         while let Some((at, key, id)) = self.core.timers.pop_due(now) {
             let reg = self.poll.registry();
-            let flow = match self.conns.get_mut(key) {
-                Some(c) if c.id() == id => c.on_timer(at, &mut self.core, reg),
-                _ => Ok(()),
-            };
-            if let Err(why) = flow {
-                self.close(key, why);
+            match self.conns.get_mut(key) {
+                Some(c) if c.id() == id => {
+                    let flow = c.on_timer(at, &mut self.core, reg);
+                    self.settle(key, flow);
+                }
+                _ => {}
             }
         }
     }
@@ -315,39 +319,45 @@ impl Reactor {
         }
     }
 
-    /// After a connection's turn: closes it, or hands it to a bulk lane
-    /// if the turn showed a bulk transfer and this thread accepts clients.
+    /// After a connection's turn or timer: closes it, or hands it on: to a
+    /// bulk lane if the turn showed a bulk transfer on an accepting
+    /// reactor, back to an accepting reactor if it went quiet on a lane.
     fn settle(&mut self, key: usize, flow: Flow) {
-        match flow {
-            Err(why) => self.close(key, why),
-            Ok(()) => {
-                if self.lane.is_none()
-                    && !self.lanes.is_empty()
-                    && self.conns.get(key).is_some_and(Conn::wants_bulk_lane)
-                {
-                    self.hand_off(key);
-                }
+        if let Err(why) = flow {
+            return self.close(key, why);
+        }
+        let Some(c) = self.conns.get(key) else { return };
+        match self.lane {
+            None if !self.lanes.is_empty() && c.wants_bulk_lane() => {
+                self.core.stats.bulk_moved += 1;
+                self.hand_off(key, Lanes::to_lane, "a bulk lane");
             }
+            Some(i) if c.wants_front() => {
+                self.core.stats.bulk_returned += 1;
+                self.lanes.left(i);
+                self.hand_off(key, Lanes::to_front, "an accepting reactor");
+            }
+            _ => {}
         }
     }
 
-    /// Moves a bulk relay to the least loaded lane.
-    fn hand_off(&mut self, key: usize) {
+    /// Moves a relay to another thread.
+    fn hand_off(&mut self, key: usize, to: fn(&Lanes, Conn) -> Option<Conn>, place: &str) {
         let Some(mut c) = self.conns.try_remove(key) else { return };
         if let Err(e) = c.detach(self.poll.registry()) {
             warn!("deregister: {e}");
             return self.end(c, Closed::Io(End::Client, e.kind()));
         }
-        debug!("#{} {} moves to a bulk lane", c.id(), c.peer());
-        self.core.stats.bulk_moved += 1;
-        if let Some(c) = self.lanes.send(c) {
+        debug!("#{} {} moves to {place}", c.id(), c.peer());
+        if let Some(c) = to(&self.lanes, c) {
+            // Only a stopped thread refuses: the server is shutting down.
             self.end(c, Closed::Shutdown);
         }
     }
 
-    /// On a lane: takes in the relays handed over since the last round.
+    /// Takes in the relays handed to this thread since the last round.
     fn adopt(&mut self) {
-        while let Some(Ok(mut c)) = self.lane.as_ref().map(|(_, rx)| rx.try_recv()) {
+        while let Some(Ok(mut c)) = self.inbox.as_ref().map(|rx| rx.try_recv()) {
             let key = self.conns.vacant_key();
             match c.attach(key, &mut self.core, self.poll.registry()) {
                 Ok(()) => {
@@ -374,8 +384,8 @@ impl Reactor {
         c.finish(why, &mut self.core);
         c.release(&mut self.core);
         self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
-        if let Some((i, _)) = &self.lane {
-            self.lanes.closed(*i);
+        if let Some(i) = self.lane {
+            self.lanes.left(i);
         }
     }
 }

@@ -230,14 +230,18 @@ impl Server {
         }
         let shared = Arc::new(sh);
 
-        let (inboxes, ends): (Vec<_>, Vec<_>) = wakers[threads..]
+        // With lanes, every reactor has an inbox for relays handed to it.
+        let (mut inboxes, mut ends): (Vec<_>, Vec<_>) = wakers
             .iter()
+            .take(if lanes > 0 { all } else { 0 })
             .map(|w| {
                 let (tx, rx) = std::sync::mpsc::channel();
-                (rx, (tx, w.clone()))
+                (Some(rx), (tx, w.clone()))
             })
             .unzip();
-        let shared_lanes = Arc::new(Lanes::new(ends));
+        inboxes.resize_with(all, || None);
+        let lane_ends = ends.split_off(ends.len().min(threads));
+        let shared_lanes = Arc::new(Lanes::new(ends, lane_ends));
         let mut server = Server {
             addrs,
             shared: shared.clone(),
@@ -246,19 +250,19 @@ impl Server {
             threads: Vec::new(),
             _claims: claims,
         };
-        let mut inboxes = inboxes.into_iter();
         listeners.resize_with(all, Vec::new);
-        for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
+        for (i, (((poll, ls), rx), inbox)) in polls.into_iter().zip(listeners).zip(receivers).zip(inboxes).enumerate() {
             let mut reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
+            reactor.lanes = shared_lanes.clone();
+            reactor.inbox = inbox;
             #[cfg(feature = "gssapi")]
             {
                 reactor.gss_answers = gss_rx.pop_front();
             }
             let name = if i < threads {
-                reactor.lanes = shared_lanes.clone();
                 format!("socksd-reactor-{i}")
             } else {
-                reactor.lane = inboxes.next().map(|rx| (i - threads, rx));
+                reactor.lane = Some(i - threads);
                 format!("socksd-bulk-{}", i - threads)
             };
             let h = std::thread::Builder::new().name(name).spawn(move || reactor.run())?;

@@ -82,6 +82,8 @@ pub struct Stats {
     pub log_suppressed: u64,
     /// Relays handed to a bulk lane (see lanes.rs).
     pub bulk_moved: u64,
+    /// Relays handed back from a lane after going quiet.
+    pub bulk_returned: u64,
 }
 
 impl Stats {
@@ -124,6 +126,7 @@ impl Stats {
         self.udp_dropped += o.udp_dropped;
         self.log_suppressed += o.log_suppressed;
         self.bulk_moved += o.bulk_moved;
+        self.bulk_returned += o.bulk_returned;
         for u in &o.users {
             match self.users.iter_mut().find(|m| m.name == u.name) {
                 Some(m) => {
@@ -171,7 +174,7 @@ impl Stats {
                 u.down
             ));
         }
-        out.push(format!("stats bulk_moved={}", self.bulk_moved));
+        out.push(format!("stats bulk_moved={} returned={}", self.bulk_moved, self.bulk_returned));
         out.push(format!("stats log_suppressed={}", self.log_suppressed));
         out
     }

@@ -36,16 +36,12 @@ fn serial() -> MutexGuard<'static, ()> {
 /// for the proxy to close instead.
 fn held_target(go: Arc<Barrier>, linger: bool) -> SocketAddr {
     target("127.0.0.1:0", move |mut s: TcpStream| {
+        // Made before the relay runs: under emulation this takes seconds,
+        // and a relay that sits idle that long leaves its lane.
+        let (want, down) = (pattern(1, UP), pattern(2, DOWN));
         go.wait();
-        let want = pattern(1, UP);
-        let mut got = 0;
-        let mut buf = vec![0u8; CHUNK];
-        while got < UP {
-            let n = s.read(&mut buf[..CHUNK.min(UP - got)]).unwrap();
-            assert!(n > 0, "upload cut short at {got} bytes");
-            assert!(buf[..n] == want[got..got + n], "upload differs at {got}..{}", got + n);
-            got += n;
-        }
+        read_upload(&mut s, &want);
+        let mut buf = [0u8; 64];
         if linger {
             // The proxy's idle timeout closes us; the read timeout is the
             // bound if it never does.
@@ -53,8 +49,20 @@ fn held_target(go: Arc<Barrier>, linger: bool) -> SocketAddr {
             return;
         }
         assert_eq!(s.read(&mut buf).unwrap(), 0, "the client's half-close arrives");
-        s.write_all(&pattern(2, DOWN)).unwrap();
+        s.write_all(&down).unwrap();
     })
+}
+
+/// Reads `UP` bytes and checks them against the pattern [`upload`] sends.
+fn read_upload(s: &mut TcpStream, want: &[u8]) {
+    let mut got = 0;
+    let mut buf = vec![0u8; CHUNK];
+    while got < UP {
+        let n = s.read(&mut buf[..CHUNK.min(UP - got)]).unwrap();
+        assert!(n > 0, "upload cut short at {got} bytes");
+        assert!(buf[..n] == want[got..got + n], "upload differs at {got}..{}", got + n);
+        got += n;
+    }
 }
 
 /// Writes until the socket would block (every buffer up to the held
@@ -113,7 +121,9 @@ fn a_bulk_relay_moves_to_a_lane_once_and_arrives_intact() {
     bulk_beside_small(proxy);
     wait_idle(&srv);
     let st = srv.stats();
-    assert_eq!(st.bulk_moved, 1, "the bulk relay moved, and only it");
+    // A relay idle for a second on its lane goes back (a slow machine may
+    // pause that long), and comes back only with another burst.
+    assert!(st.bulk_moved >= 1 && st.bulk_moved <= 1 + st.bulk_returned, "only the bulk relay moved: {st:?}");
     assert_eq!(st.ended("eof"), 2, "both relays ended with EOF both ways");
     // The small exchange adds a varying count on top.
     assert!(st.bytes_up as usize > UP && st.bytes_down as usize > DOWN, "{st:?}");
@@ -150,7 +160,7 @@ fn a_moved_relay_still_times_out_when_idle() {
     assert!(closed_without_data(&mut big), "the idle relay is closed");
     wait_idle(&srv);
     let st = srv.stats();
-    assert_eq!(st.bulk_moved, 1);
+    assert!(st.bulk_moved >= 1, "{st:?}");
     assert_eq!(st.ended("idle_timeout"), 1);
 }
 
@@ -179,10 +189,57 @@ fn many_bulk_relays_spread_over_the_lanes_and_all_arrive() {
     }
     wait_idle(&srv);
     let st = srv.stats();
-    assert_eq!(st.bulk_moved, 4);
+    assert!(st.bulk_moved >= 4 && st.bulk_moved <= 4 + st.bulk_returned, "{st:?}");
     assert_eq!(st.ended("eof"), 4);
     assert_eq!(st.bytes_up as usize, 4 * UP);
     assert_eq!(st.bytes_down as usize, 4 * DOWN);
+}
+
+#[test]
+fn a_relay_that_goes_quiet_on_a_lane_comes_back_and_can_move_again() {
+    let _one = serial();
+    let mut cfg = config();
+    cfg.threads = 1;
+    cfg.bulk_threads = Some(1);
+    let (srv, proxy) = start(cfg);
+    let (go1, go2) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    let (g1, g2) = (go1.clone(), go2.clone());
+    // Bulk, then small exchanges, then bulk again, on one connection.
+    let t = target("127.0.0.1:0", move |mut s: TcpStream| {
+        let want = pattern(1, UP);
+        g1.wait();
+        read_upload(&mut s, &want);
+        let mut m = [0u8; 4];
+        for _ in 0..10 {
+            s.read_exact(&mut m).unwrap();
+            s.write_all(&m).unwrap();
+        }
+        g2.wait();
+        read_upload(&mut s, &want);
+        assert_eq!(s.read(&mut m).unwrap(), 0, "the client's half-close arrives");
+        s.write_all(b"done").unwrap();
+    });
+    let (mut s, rep, _) = s5_connect(proxy, &addr_bytes(t));
+    assert_eq!(rep, 0);
+    upload(&mut s, &go1);
+    // No readiness signal exists for a move inside the server: poll its
+    // counters, bounded (the hand-back comes after a second without bulk).
+    let end = std::time::Instant::now() + IO_TIMEOUT;
+    while srv.stats().bulk_returned == 0 {
+        assert!(std::time::Instant::now() < end, "the quiet relay never came back: {:?}", srv.stats());
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(srv.stats().bulk_moved, 1);
+    for i in 0..10u32 {
+        echo_check(&mut s, &i.to_be_bytes());
+    }
+    upload(&mut s, &go2);
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut s), b"done");
+    wait_idle(&srv);
+    let st = srv.stats();
+    assert!(st.bulk_moved >= 2, "the second burst moved it again: {st:?}");
+    assert_eq!(st.ended("eof"), 1);
 }
 
 /// `/proc/self/task/*`: (name, nice, slice in ns if the kernel shows it).

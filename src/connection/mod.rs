@@ -147,6 +147,10 @@ pub(crate) struct Conn {
     queued: bool,
     /// The last relay turn ran out of budget (see `moving.rs`).
     bulk: bool,
+    /// When a relay turn last ran out of budget.
+    last_bulk: Instant,
+    /// On a lane, no bulk turn for a while: hand back (see `moving.rs`).
+    back: bool,
     /// What the connection log and the counters report (see record.rs).
     rec: record::Record,
     /// A GSS-API context with per-message protection (RFC 1961 §5).
@@ -181,6 +185,8 @@ impl Conn {
             last_active: core.now,
             queued: false,
             bulk: false,
+            last_bulk: core.now,
+            back: false,
             rec: record::Record::new(core.now),
             #[cfg(feature = "gssapi")]
             sealed: None,
@@ -347,6 +353,7 @@ impl Conn {
         }
         self.bulk = up.more || down_more;
         if self.bulk {
+            self.last_bulk = core.now;
             self.queue(core);
         }
         Ok(())
@@ -359,6 +366,9 @@ impl Conn {
             return Ok(());
         }
         self.timer_at = None;
+        if core.lane && matches!(self.state, State::Relaying) {
+            return self.lane_timer(core);
+        }
         let due = match self.state {
             State::Relaying | State::Udp(_) => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
             _ => self.deadline,
