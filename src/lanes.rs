@@ -19,9 +19,8 @@
 
 use crate::connection::Conn;
 use mio::Waker;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// How much lower than the accepting reactors the lanes run (nice steps):
 /// a woken interactive thread then preempts a lane at once, while a lane
@@ -33,19 +32,31 @@ pub(crate) const BULK_NICE: libc::c_int = 10;
 /// reactor may have to wait for a busy thread's turn to end.
 pub(crate) const FRONT_SLICE_NS: u64 = 300_000;
 
-/// Where connections can be handed: a reactor's queue and waker.
+/// A reactor's queue of connections handed to it. A plain locked `Vec`,
+/// held only to push or to swap with the reactor's own (empty) one, so
+/// nothing is allocated once both have grown; a channel type would cost
+/// 13 KB of binary for the same.
 struct Inbox {
-    tx: Sender<Conn>,
+    queue: Mutex<Vec<Conn>>,
+    /// Something is queued: the reactor locks only then.
+    pending: AtomicBool,
     waker: Arc<Waker>,
     /// Connections on that thread that were handed to it (lanes only).
     load: AtomicUsize,
+    /// The thread has stopped: nothing more is taken in.
+    closed: AtomicBool,
 }
 
 impl Inbox {
     fn send(&self, c: Conn) -> Option<Conn> {
-        if let Err(e) = self.tx.send(c) {
-            return Some(e.0);
+        {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::Acquire) {
+                return Some(c);
+            }
+            q.push(c);
         }
+        self.pending.store(true, Ordering::Release);
         // mio's eventfd waker fails only if the descriptor itself is bad;
         // the connection then waits in the queue for the thread's next wake.
         let _ = self.waker.wake();
@@ -53,37 +64,43 @@ impl Inbox {
     }
 }
 
-/// Every reactor's inbox: the accepting ones and the lanes. Empty (and no
-/// connection ever moves) with `--bulk-threads 0`.
+/// Every reactor's inbox, by reactor index: the accepting ones first, then
+/// the lanes. Empty (and no connection ever moves) with `--bulk-threads 0`.
 #[derive(Default)]
 pub(crate) struct Lanes {
-    fronts: Vec<Inbox>,
-    lanes: Vec<Inbox>,
+    inboxes: Vec<Inbox>,
+    /// How many of them are accepting reactors.
+    fronts: usize,
     /// Round-robin over the accepting reactors for relays handed back.
     next_front: AtomicUsize,
 }
 
-/// A reactor's queue and waker, as [`Lanes::new`] takes them.
-pub(crate) type End = (Sender<Conn>, Arc<Waker>);
-
 impl Lanes {
-    pub fn new(fronts: Vec<End>, lanes: Vec<End>) -> Lanes {
-        let inbox = |(tx, waker): End| Inbox { tx, waker, load: AtomicUsize::new(0) };
-        Lanes {
-            fronts: fronts.into_iter().map(inbox).collect(),
-            lanes: lanes.into_iter().map(inbox).collect(),
-            next_front: AtomicUsize::new(0),
-        }
+    /// Inboxes for `fronts` accepting reactors and as many lanes as there
+    /// are more `wakers` (one per reactor, in reactor order).
+    pub fn new(fronts: usize, wakers: &[Arc<Waker>]) -> Lanes {
+        let inbox = |w: &Arc<Waker>| Inbox {
+            queue: Mutex::new(Vec::new()),
+            pending: AtomicBool::new(false),
+            waker: w.clone(),
+            load: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        };
+        Lanes { inboxes: wakers.iter().map(inbox).collect(), fronts, next_front: AtomicUsize::new(0) }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lanes.is_empty()
+        self.inboxes.len() <= self.fronts
+    }
+
+    fn lanes(&self) -> &[Inbox] {
+        self.inboxes.get(self.fronts..).unwrap_or(&[])
     }
 
     /// Hands `c` to the least loaded lane; gives it back if there is no
     /// lane or that lane has stopped (the server is shutting down).
     pub fn to_lane(&self, c: Conn) -> Option<Conn> {
-        let Some(lane) = self.lanes.iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else {
+        let Some(lane) = self.lanes().iter().min_by_key(|l| l.load.load(Ordering::Relaxed)) else {
             return Some(c);
         };
         lane.load.fetch_add(1, Ordering::Relaxed);
@@ -96,17 +113,33 @@ impl Lanes {
 
     /// Hands `c` back to an accepting reactor, in turn.
     pub fn to_front(&self, c: Conn) -> Option<Conn> {
-        let n = self.fronts.len();
-        if n == 0 {
+        if self.fronts == 0 || self.is_empty() {
             return Some(c);
         }
-        self.fronts[self.next_front.fetch_add(1, Ordering::Relaxed) % n].send(c)
+        self.inboxes[self.next_front.fetch_add(1, Ordering::Relaxed) % self.fronts].send(c)
     }
 
     /// A connection closed on lane `i`, or left it.
     pub fn left(&self, i: usize) {
-        if let Some(l) = self.lanes.get(i) {
+        if let Some(l) = self.lanes().get(i) {
             l.load.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Swaps reactor `me`'s queue with `into` (empty), if anything waits.
+    pub fn take(&self, me: usize, into: &mut Vec<Conn>) {
+        let Some(b) = self.inboxes.get(me) else { return };
+        if b.pending.swap(false, Ordering::Acquire) {
+            std::mem::swap(&mut *b.queue.lock().unwrap_or_else(|e| e.into_inner()), into);
+        }
+    }
+
+    /// Reactor `me` is stopping: later hand-overs come back to the sender,
+    /// and whatever is queued now is returned to be closed.
+    pub fn close(&self, me: usize, into: &mut Vec<Conn>) {
+        let Some(b) = self.inboxes.get(me) else { return };
+        let mut q = b.queue.lock().unwrap_or_else(|e| e.into_inner());
+        b.closed.store(true, Ordering::Release);
+        into.append(&mut q);
     }
 }

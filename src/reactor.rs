@@ -44,8 +44,8 @@ pub(crate) struct Reactor {
     pub(crate) lanes: Arc<Lanes>,
     /// On a bulk lane: its number.
     pub(crate) lane: Option<usize>,
-    /// The relays handed to this thread.
-    pub(crate) inbox: Option<Receiver<Conn>>,
+    /// Relays handed to this thread, taken from its inbox (see lanes.rs).
+    arrived: Vec<Conn>,
 }
 
 impl Reactor {
@@ -73,7 +73,7 @@ impl Reactor {
             emfile_logged: None,
             lanes: Arc::default(),
             lane: None,
-            inbox: None,
+            arrived: Vec::new(),
         })
     }
 
@@ -155,7 +155,10 @@ impl Reactor {
             }
             self.expire();
         }
-        self.adopt();
+        self.lanes.close(self.core.index, &mut self.arrived);
+        while let Some(c) = self.arrived.pop() {
+            self.end(c, Closed::Shutdown);
+        }
         debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len());
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
@@ -357,7 +360,8 @@ impl Reactor {
 
     /// Takes in the relays handed to this thread since the last round.
     fn adopt(&mut self) {
-        while let Some(Ok(mut c)) = self.inbox.as_ref().map(|rx| rx.try_recv()) {
+        self.lanes.take(self.core.index, &mut self.arrived);
+        while let Some(mut c) = self.arrived.pop() {
             let key = self.conns.vacant_key();
             match c.attach(key, &mut self.core, self.poll.registry()) {
                 Ok(()) => {

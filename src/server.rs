@@ -231,17 +231,7 @@ impl Server {
         let shared = Arc::new(sh);
 
         // With lanes, every reactor has an inbox for relays handed to it.
-        let (mut inboxes, mut ends): (Vec<_>, Vec<_>) = wakers
-            .iter()
-            .take(if lanes > 0 { all } else { 0 })
-            .map(|w| {
-                let (tx, rx) = std::sync::mpsc::channel();
-                (Some(rx), (tx, w.clone()))
-            })
-            .unzip();
-        inboxes.resize_with(all, || None);
-        let lane_ends = ends.split_off(ends.len().min(threads));
-        let shared_lanes = Arc::new(Lanes::new(ends, lane_ends));
+        let shared_lanes = Arc::new(if lanes > 0 { Lanes::new(threads, &wakers) } else { Lanes::default() });
         let mut server = Server {
             addrs,
             shared: shared.clone(),
@@ -251,10 +241,9 @@ impl Server {
             _claims: claims,
         };
         listeners.resize_with(all, Vec::new);
-        for (i, (((poll, ls), rx), inbox)) in polls.into_iter().zip(listeners).zip(receivers).zip(inboxes).enumerate() {
+        for (i, ((poll, ls), rx)) in polls.into_iter().zip(listeners).zip(receivers).enumerate() {
             let mut reactor = Reactor::new(i, poll, ls, rx, shared.clone())?;
             reactor.lanes = shared_lanes.clone();
-            reactor.inbox = inbox;
             #[cfg(feature = "gssapi")]
             {
                 reactor.gss_answers = gss_rx.pop_front();
