@@ -337,24 +337,31 @@ impl Reactor {
             }
             Some(i) if c.wants_front() => {
                 self.core.stats.bulk_returned += 1;
-                self.lanes.left(i);
-                self.hand_off(key, Lanes::to_front, "an accepting reactor");
+                if self.hand_off(key, Lanes::to_front, "an accepting reactor") {
+                    self.lanes.left(i);
+                }
             }
             _ => {}
         }
     }
 
-    /// Moves a relay to another thread.
-    fn hand_off(&mut self, key: usize, to: fn(&Lanes, Conn) -> Option<Conn>, place: &str) {
-        let Some(mut c) = self.conns.try_remove(key) else { return };
+    /// Moves a relay to another thread; false if it was closed instead
+    /// (and counted as closed here).
+    fn hand_off(&mut self, key: usize, to: fn(&Lanes, Conn) -> Option<Conn>, place: &str) -> bool {
+        let Some(mut c) = self.conns.try_remove(key) else { return false };
         if let Err(e) = c.detach(self.poll.registry()) {
             warn!("deregister: {e}");
-            return self.end(c, Closed::Io(End::Client, e.kind()));
+            self.end(c, Closed::Io(End::Client, e.kind()));
+            return false;
         }
         debug!("#{} {} moves to {place}", c.id(), c.peer());
-        if let Some(c) = to(&self.lanes, c) {
-            // Only a stopped thread refuses: the server is shutting down.
-            self.end(c, Closed::Shutdown);
+        match to(&self.lanes, c) {
+            None => true,
+            Some(c) => {
+                // Only a stopped thread refuses: the server is shutting down.
+                self.end(c, Closed::Shutdown);
+                false
+            }
         }
     }
 
