@@ -349,7 +349,7 @@ impl Reactor {
     /// (and counted as closed here).
     fn hand_off(&mut self, key: usize, to: fn(&Lanes, Conn) -> Option<Conn>, place: &str) -> bool {
         let Some(mut c) = self.conns.try_remove(key) else { return false };
-        if let Err(e) = c.detach(self.poll.registry()) {
+        if let Err(e) = c.detach(&self.core, self.poll.registry()) {
             warn!("deregister: {e}");
             self.end(c, Closed::Io(End::Client, e.kind()));
             return false;
@@ -391,6 +391,7 @@ impl Reactor {
     }
 
     fn end(&mut self, mut c: Conn, why: Closed) {
+        c.arrive(&mut self.core);
         debug!("#{} {} closed: {}", c.id(), c.peer(), why);
         c.finish(why, &mut self.core);
         c.release(&mut self.core);

@@ -130,6 +130,32 @@ fn a_bulk_relay_moves_to_a_lane_once_and_arrives_intact() {
 }
 
 #[test]
+fn a_moved_relay_still_counts_for_its_user() {
+    let _one = serial();
+    let mut cfg = config();
+    cfg.threads = 1;
+    cfg.bulk_threads = Some(1);
+    cfg.users = vec![socksd::auth::User::parse("alice:pw").unwrap()];
+    let (srv, proxy) = start(cfg);
+    let go = Arc::new(Barrier::new(2));
+    let t = held_target(go.clone(), false);
+    let (mut big, status) = s5_login(proxy, "alice", "pw");
+    assert_eq!(status, 0);
+    big.write_all(&s5_request(1, &addr_bytes(t))).unwrap();
+    assert_eq!(read_s5_reply(&mut big).unwrap().0, 0);
+    upload(&mut big, &go);
+    big.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut big).len(), DOWN);
+    wait_idle(&srv);
+    let st = srv.stats();
+    assert!(st.bulk_moved >= 1, "{st:?}");
+    let alice: Vec<_> = st.users.iter().filter(|u| &*u.name == b"alice").collect();
+    assert_eq!(alice.len(), 1, "{:?}", st.users);
+    assert_eq!(alice[0].conns, 1, "the moved relay counts once, for alice");
+    assert_eq!((alice[0].up as usize, alice[0].down as usize), (UP, DOWN), "its bytes count for alice");
+}
+
+#[test]
 fn with_no_bulk_threads_every_relay_stays_where_it_was_accepted() {
     let _one = serial();
     let mut cfg = config();

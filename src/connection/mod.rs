@@ -151,6 +151,9 @@ pub(crate) struct Conn {
     last_bulk: Instant,
     /// On a lane, no bulk turn for a while: hand back (see `moving.rs`).
     back: bool,
+    /// The user's name while moving between threads: the record's user
+    /// slot indexes the counters of the thread it is on.
+    moving_user: Option<Box<[u8]>>,
     /// What the connection log and the counters report (see record.rs).
     rec: record::Record,
     /// A GSS-API context with per-message protection (RFC 1961 §5).
@@ -187,6 +190,7 @@ impl Conn {
             bulk: false,
             last_bulk: core.now,
             back: false,
+            moving_user: None,
             rec: record::Record::new(core.now),
             #[cfg(feature = "gssapi")]
             sealed: None,

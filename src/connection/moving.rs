@@ -60,15 +60,26 @@ impl Conn {
 
     /// Takes the sockets out of this thread's poll. The thread's timer
     /// entry and resume-list entry become stale: both are checked against
-    /// the connection's id (or find its slot empty) and are ignored.
-    pub fn detach(&mut self, reg: &Registry) -> io::Result<()> {
+    /// the connection's id (or find its slot empty) and are ignored. The
+    /// user goes by name: a slot means something only on its own thread.
+    pub fn detach(&mut self, core: &Core, reg: &Registry) -> io::Result<()> {
         reg.deregister(&mut self.client.sock)?;
         if let Some(t) = self.target.as_mut() {
             reg.deregister(&mut t.sock)?;
         }
+        self.moving_user =
+            self.rec.user.take().and_then(|i| core.stats.users.get(usize::from(i))).map(|u| u.name.clone());
         self.timer_at = None;
         self.queued = false;
         Ok(())
+    }
+
+    /// Takes the user's slot in this thread's counters, after a move (or
+    /// a move that failed: the connection is then closed here).
+    pub fn arrive(&mut self, core: &mut Core) {
+        if let Some(name) = self.moving_user.take() {
+            self.rec.user = core.stats.user_slot(&name);
+        }
     }
 
     /// Settles in under its new slab `key`: registers the sockets, re-arms
@@ -78,6 +89,7 @@ impl Conn {
         self.key = key;
         self.bulk = false;
         self.back = false;
+        self.arrive(core);
         let both = Interest::READABLE | Interest::WRITABLE;
         reg.register(&mut self.client.sock, token(key, Role::Client), both)?;
         if let Some(t) = self.target.as_mut() {
