@@ -22,6 +22,11 @@ const UP: usize = 16 << 20;
 const DOWN: usize = 8 << 20;
 const CHUNK: usize = 64 * 1024;
 
+/// A server config with `threads` accepting reactors and `lanes` lanes.
+fn with_lanes(threads: usize, lanes: usize) -> socksd::Config {
+    socksd::Config { threads, bulk_threads: Some(lanes), ..config() }
+}
+
 /// One test at a time: each moves tens of megabytes, and the thread check
 /// reads every thread of this process.
 fn serial() -> MutexGuard<'static, ()> {
@@ -114,10 +119,7 @@ fn bulk_beside_small(proxy: SocketAddr) {
 #[test]
 fn a_bulk_relay_moves_to_a_lane_once_and_arrives_intact() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 1;
-    cfg.bulk_threads = Some(1);
-    let (srv, proxy) = start(cfg);
+    let (srv, proxy) = start(with_lanes(1, 1));
     bulk_beside_small(proxy);
     wait_idle(&srv);
     let st = srv.stats();
@@ -132,9 +134,7 @@ fn a_bulk_relay_moves_to_a_lane_once_and_arrives_intact() {
 #[test]
 fn a_moved_relay_still_counts_for_its_user() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 1;
-    cfg.bulk_threads = Some(1);
+    let mut cfg = with_lanes(1, 1);
     cfg.users = vec![socksd::auth::User::parse("alice:pw").unwrap()];
     let (srv, proxy) = start(cfg);
     let go = Arc::new(Barrier::new(2));
@@ -158,10 +158,7 @@ fn a_moved_relay_still_counts_for_its_user() {
 #[test]
 fn with_no_bulk_threads_every_relay_stays_where_it_was_accepted() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 1;
-    cfg.bulk_threads = Some(0);
-    let (srv, proxy) = start(cfg);
+    let (srv, proxy) = start(with_lanes(1, 0));
     bulk_beside_small(proxy);
     wait_idle(&srv);
     let st = srv.stats();
@@ -172,9 +169,7 @@ fn with_no_bulk_threads_every_relay_stays_where_it_was_accepted() {
 #[test]
 fn a_moved_relay_still_times_out_when_idle() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 1;
-    cfg.bulk_threads = Some(1);
+    let mut cfg = with_lanes(1, 1);
     cfg.idle_timeout = Some(Duration::from_millis(500));
     let (srv, proxy) = start(cfg);
     let go = Arc::new(Barrier::new(2));
@@ -193,10 +188,7 @@ fn a_moved_relay_still_times_out_when_idle() {
 #[test]
 fn many_bulk_relays_spread_over_the_lanes_and_all_arrive() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 2;
-    cfg.bulk_threads = Some(2);
-    let (srv, proxy) = start(cfg);
+    let (srv, proxy) = start(with_lanes(2, 2));
     let handles: Vec<_> = (0..4)
         .map(|_| {
             thread::spawn(move || {
@@ -224,10 +216,7 @@ fn many_bulk_relays_spread_over_the_lanes_and_all_arrive() {
 #[test]
 fn a_relay_that_goes_quiet_on_a_lane_comes_back_and_can_move_again() {
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 1;
-    cfg.bulk_threads = Some(1);
-    let (srv, proxy) = start(cfg);
+    let (srv, proxy) = start(with_lanes(1, 1));
     let (go1, go2) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
     let (g1, g2) = (go1.clone(), go2.clone());
     // Bulk, then small exchanges, then bulk again, on one connection.
@@ -292,10 +281,7 @@ fn lanes_run_at_lower_priority_and_reactors_ask_for_short_slices() {
         return;
     }
     let _one = serial();
-    let mut cfg = config();
-    cfg.threads = 2;
-    cfg.bulk_threads = Some(2);
-    let (_srv, proxy) = start(cfg);
+    let (_srv, proxy) = start(with_lanes(2, 2));
     // Relays through both kinds of thread: each has run its start-up.
     bulk_beside_small(proxy);
     // SAFETY: getpriority reads one number of this process.
