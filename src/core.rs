@@ -120,8 +120,8 @@ pub(crate) struct Core {
     pub scratch: Box<[u8]>,
     /// Bytes one direction may move before yielding to other connections.
     pub budget: usize,
-    /// This thread is a bulk lane (see lanes.rs).
-    pub lane: bool,
+    /// On a bulk lane: its number (see lanes.rs).
+    pub lane: Option<usize>,
     /// Recent answers to "is this address the host itself?" (`self`).
     pub local: LocalCache,
     /// This thread's counters (see stats.rs).
@@ -143,7 +143,7 @@ impl Core {
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             // Per direction and round: four buffers' or pipes' worth.
             budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
-            lane: false,
+            lane: None,
             local: LocalCache::default(),
             stats: Stats::default(),
             limit: RateLimit::default(),

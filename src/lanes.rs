@@ -34,8 +34,8 @@ pub(crate) const FRONT_SLICE_NS: u64 = 300_000;
 
 /// A reactor's queue of connections handed to it. A plain locked `Vec`,
 /// held only to push or to swap with the reactor's own (empty) one, so
-/// nothing is allocated once both have grown; a channel type would cost
-/// 13 KB of binary for the same.
+/// nothing is allocated once both have grown; an mpsc channel of `Conn`
+/// cost 7 KB more binary on x86_64 for the same.
 struct Inbox {
     queue: Mutex<Vec<Conn>>,
     /// Something is queued: the reactor locks only then.
@@ -113,7 +113,7 @@ impl Lanes {
 
     /// Hands `c` back to an accepting reactor, in turn.
     pub fn to_front(&self, c: Conn) -> Option<Conn> {
-        if self.fronts == 0 || self.is_empty() {
+        if self.fronts == 0 {
             return Some(c);
         }
         self.inboxes[self.next_front.fetch_add(1, Ordering::Relaxed) % self.fronts].send(c)
@@ -129,7 +129,8 @@ impl Lanes {
     /// Swaps reactor `me`'s queue with `into` (empty), if anything waits.
     pub fn take(&self, me: usize, into: &mut Vec<Conn>) {
         let Some(b) = self.inboxes.get(me) else { return };
-        if b.pending.swap(false, Ordering::Acquire) {
+        // A plain load first: no read-modify-write on every round.
+        if b.pending.load(Ordering::Relaxed) && b.pending.swap(false, Ordering::Acquire) {
             std::mem::swap(&mut *b.queue.lock().unwrap_or_else(|e| e.into_inner()), into);
         }
     }

@@ -42,8 +42,6 @@ pub(crate) struct Reactor {
     emfile_logged: Option<Instant>,
     /// Where relays are handed (see lanes.rs).
     pub(crate) lanes: Arc<Lanes>,
-    /// On a bulk lane: its number.
-    pub(crate) lane: Option<usize>,
     /// Relays handed to this thread, taken from its inbox (see lanes.rs).
     arrived: Vec<Conn>,
 }
@@ -72,9 +70,13 @@ impl Reactor {
             accept_paused: None,
             emfile_logged: None,
             lanes: Arc::default(),
-            lane: None,
             arrived: Vec::new(),
         })
+    }
+
+    /// Makes this reactor bulk lane `i`: no listener, lower priority.
+    pub(crate) fn lane(&mut self, i: usize) {
+        self.core.lane = Some(i);
     }
 
     /// Hands the GSS-API worker's answers to their connections (a
@@ -94,8 +96,7 @@ impl Reactor {
     }
 
     pub(crate) fn run(mut self) {
-        self.core.lane = self.lane.is_some();
-        if self.lane.is_some() {
+        if self.core.lane.is_some() {
             crate::sys::lower_thread_priority(BULK_NICE);
         } else if !self.lanes.is_empty() {
             // Without lanes this thread may carry bulk itself, and a hog
@@ -330,7 +331,7 @@ impl Reactor {
             return self.close(key, why);
         }
         let Some(c) = self.conns.get(key) else { return };
-        match self.lane {
+        match self.core.lane {
             None if !self.lanes.is_empty() && c.wants_bulk_lane() => {
                 self.core.stats.bulk_moved += 1;
                 self.hand_off(key, Lanes::to_lane, "a bulk lane");
@@ -396,7 +397,7 @@ impl Reactor {
         c.finish(why, &mut self.core);
         c.release(&mut self.core);
         self.core.shared.active.fetch_sub(1, Ordering::AcqRel);
-        if let Some(i) = self.lane {
+        if let Some(i) = self.core.lane {
             self.lanes.left(i);
         }
     }

@@ -251,7 +251,7 @@ impl Server {
             let name = if i < threads {
                 format!("socksd-reactor-{i}")
             } else {
-                reactor.lane = Some(i - threads);
+                reactor.lane(i - threads);
                 format!("socksd-bulk-{}", i - threads)
             };
             let h = std::thread::Builder::new().name(name).spawn(move || reactor.run())?;

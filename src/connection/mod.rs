@@ -370,7 +370,7 @@ impl Conn {
             return Ok(());
         }
         self.timer_at = None;
-        if core.lane && matches!(self.state, State::Relaying) {
+        if core.lane.is_some() && matches!(self.state, State::Relaying) {
             return self.lane_timer(core);
         }
         let due = match self.state {

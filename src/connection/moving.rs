@@ -95,7 +95,7 @@ impl Conn {
         if let Some(t) = self.target.as_mut() {
             reg.register(&mut t.sock, token(key, Role::Target), both)?;
         }
-        if core.lane {
+        if core.lane.is_some() {
             self.last_bulk = core.now;
             self.arm(core.now + QUIET, core);
         }
