@@ -24,8 +24,14 @@ fn raise_nofile() {
 }
 
 /// Every command-line error looks the same: one line, exit status 2.
+/// Under procd (`--log-procd`, looked for before the flags are parsed)
+/// the line is shaped like the log's: procd tags it with the name itself.
 fn usage_error(msg: &str) -> ! {
-    eprintln!("socksd: {msg} (see socksd --help)");
+    if std::env::args_os().any(|a| a == "--log-procd") {
+        eprintln!("error: {msg} (see socksd --help)");
+    } else {
+        eprintln!("socksd: {msg} (see socksd --help)");
+    }
     exit(2);
 }
 

@@ -52,6 +52,12 @@ fn bad_flags_exit_2_with_one_line() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("socksd: "), "{err}");
+        // Under procd, which tags the line "socksd[PID]" itself: the
+        // name once, the level as the log's lines give it.
+        let out = run(&[args, &["--log-procd"]].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?} --log-procd");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error: ") && !err.contains("socksd:"), "{args:?} --log-procd: {err}");
     }
 }
 
