@@ -196,9 +196,22 @@ fn shipped_config_is_accepted_once_enabled() {
     let config = dir.join("socksd");
     std::fs::write(&config, text).unwrap();
     let out = dir.join("out");
-    harness(&config, &out, "start", &[("NET_lan_IPV4", "127.0.0.1")]);
+    harness(
+        &config,
+        &out,
+        "start",
+        &[
+            ("NET_lan_IPV4", "127.0.0.1"),
+            ("NET_lan_IPV6", "::1"),
+            ("NET_lan_SUBNETS", "127.0.0.1/8"),
+            ("NET_lan_SUBNETS6", "::1/128"),
+        ],
+    );
     let args: Vec<String> = main_args(&out);
     assert!(args.windows(2).any(|w| w == ["--listen", "127.0.0.1:1080"]), "listens on the LAN's address: {args:?}");
+    assert!(args.windows(2).any(|w| w == ["--listen", "[::1]:1080"]), "and its IPv6 address: {args:?}");
+    // Both families of LAN clients are served (no IPv4-only allow list).
+    assert!(args.windows(2).any(|w| w == ["--allow", "::1/128"]), "{args:?}");
     assert!(args.windows(2).any(|w| w == ["--deny-dest", "self"]), "the router itself is denied");
     check(&args);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -277,7 +290,7 @@ fn positive_booleans_and_the_old_negative_names() {
 #[test]
 fn instances_run_unprivileged_in_a_jail() {
     let dir = tmpdir("jail");
-    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n\toption users_file '/etc/socksd.users'\n");
+    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n\toption users_file '/etc/socksd/users'\n");
     let out = dir.join("out");
     instances(&config, &out);
     let params = std::fs::read_to_string(out.join("main.params")).unwrap();
@@ -286,11 +299,23 @@ fn instances_run_unprivileged_in_a_jail() {
         "group socksd",
         "no_new_privs 1",
         "jail socksd log",
-        "jail_mount /etc/hosts /etc/resolv.conf",
-        "jail_mount /etc/socksd.users",
+        // The resolver copy kept current (ujail's own mount of
+        // /etc/resolv.conf would keep the file as it was at start) ...
+        "jail_mount /etc/hosts /var/run/socksd/resolv.conf:/etc/resolv.conf",
+        // ... and the users file's directory, so that a reload sees a
+        // replaced file.
+        "jail_mount /etc/socksd",
     ] {
         assert!(params.lines().any(|l| l == want), "{want:?} in {params}");
     }
+    // A users file directly in /etc: the file alone, and a line saying
+    // what that costs.
+    let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n\toption users_file '/etc/socksd.users'\n");
+    let out = dir.join("etc");
+    let events = harness(&config, &out, "start", &[]);
+    let params = std::fs::read_to_string(out.join("main.params")).unwrap();
+    assert!(params.lines().any(|l| l == "jail_mount /etc/socksd.users"), "{params}");
+    assert!(events.contains("directly in /etc/: the jail mounts it alone"), "{events}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -302,7 +327,7 @@ fn reload_signals_before_it_starts() {
     let config = write_config(&dir, "\tlist listen '127.0.0.1:1080'\n");
     let out = dir.join("out");
     let events = harness(&config, &out, "reload", &[]);
-    assert_eq!(events.lines().collect::<Vec<_>>(), ["signal socksd * HUP", "start"]);
+    assert_eq!(events.lines().collect::<Vec<_>>(), ["signal socksd * HUP", "start", "dns"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -400,22 +425,56 @@ fn interfaces_by_uci_name() {
     let up = [
         ("NET_lan_IPV4", "127.0.0.1"),
         ("NET_lan_IPV6", "::1"),
+        ("NET_lan_SUBNETS", "127.0.0.1/8"),
+        ("NET_lan_SUBNETS6", "::1/128"),
         ("NET_wan_DEVICE", "lo"),
         ("NET_wan_IPV4", "127.0.0.2"),
     ];
     let out = dir.join("up");
     harness(&config, &out, "start", &up);
     let args: Vec<String> = main_args(&out);
-    assert_eq!(args, ["--listen", "127.0.0.1:1081", "--listen", "[::1]:1081", "--outgoing-iface", "lo", "--log-procd"]);
+    // Without "allow": the clients of the interface's own subnets, both families.
+    assert_eq!(
+        args,
+        [
+            "--listen",
+            "127.0.0.1:1081",
+            "--listen",
+            "[::1]:1081",
+            "--allow",
+            "127.0.0.1/8",
+            "--allow",
+            "::1/128",
+            "--outgoing-iface",
+            "lo",
+            "--log-procd"
+        ]
+    );
     check(&args);
+    // With "allow", those alone.
+    std::fs::create_dir_all(dir.join("a")).unwrap();
+    let allowed = write_config(&dir.join("a"), "\toption interface 'lan'\n\tlist allow '10.0.0.0/8'\n");
+    let out = dir.join("allow");
+    harness(&allowed, &out, "start", &up);
+    let args = main_args(&out);
+    assert_eq!(args.iter().filter(|a| *a == "--allow").count(), 1, "{args:?}");
+    assert!(args.windows(2).any(|w| w == ["--allow", "10.0.0.0/8"]), "{args:?}");
+    // LAN down: no instance (the interface trigger starts it), and a line.
+    let out = dir.join("landown");
+    let events = harness(&config, &out, "start", &up[4..]);
+    assert!(!out.join("main").exists(), "no instance while lan is down");
+    assert!(events.contains("main: interface lan is down; waiting for it"), "{events}");
     // WAN down: no device, so no restriction, and a line in the log.
     let out = dir.join("down");
-    let events = harness(&config, &out, "start", &up[..2]);
+    let events = harness(&config, &out, "start", &up[..4]);
     let args: Vec<String> = main_args(&out);
     assert!(!args.iter().any(|a| a == "--outgoing-iface"), "{args:?}");
     assert!(events.contains("interface wan has no device"), "{events}");
     let events = harness(&config, &dir.join("trig"), "triggers", &up);
-    assert_eq!(events.lines().collect::<Vec<_>>(), ["interface_trigger lan", "interface_trigger wan"]);
+    assert_eq!(
+        events.lines().collect::<Vec<_>>(),
+        ["interface_trigger lan", "interface_trigger wan", "raw_trigger interface.* 2000 /etc/init.d/socksd dns"]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

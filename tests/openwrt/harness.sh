@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs an OpenWrt procd init script's start_service against a stand-in
-# for the UCI and procd shell functions, and writes each instance's
+# for the UCI and procd shell functions (the real ones run in
+# tests/openwrt_runtime.rs; this is the quick check of the mapping), and writes each instance's
 # command line to OUTDIR/NAME, one argument per line, its other procd
 # parameters to OUTDIR/NAME.params, and what reached procd and the system
 # log in order to OUTDIR/events.
@@ -118,11 +119,18 @@ json_add_object() { echo "object" >>"$CUR.data"; }
 json_close_object() { echo "end_object" >>"$CUR.data"; }
 json_add_string() { echo "$1=$2" >>"$CUR.data"; }
 procd_add_reload_interface_trigger() { event "interface_trigger $1"; }
+procd_add_raw_trigger() { event "raw_trigger $*"; }
+# rc.common's: the command and its help line (shown in tests/openwrt_runtime.rs).
+extra_command() { :; }
 
-# --- network.sh: interfaces from NET_<iface>_{IPV4,IPV6,DEVICE}, as
-# netifd would report them; an interface without them is down. ---------
+# --- network.sh: interfaces from NET_<iface>_{IPV4,IPV6,SUBNETS,SUBNETS6,
+# DEVICE}, as netifd would report them; an interface is up when it has an
+# address or NET_<iface>_UP=1. -----------------------------------------
+network_is_up() { eval "[ -n \"\${NET_$1_IPV4:-}\${NET_$1_IPV6:-}\${NET_$1_UP:-}\" ]"; }
 network_get_ipaddrs() { eval "$1=\${NET_$2_IPV4:-}"; }
 network_get_ipaddrs6() { eval "$1=\${NET_$2_IPV6:-}"; }
+network_get_subnets() { eval "$1=\${NET_$2_SUBNETS:-}"; }
+network_get_subnets6() { eval "$1=\${NET_$2_SUBNETS6:-}"; }
 network_get_device() {
 	eval "$1=\${NET_$2_DEVICE:-}"
 	eval "[ -n \"\${NET_$2_DEVICE:-}\" ]"
@@ -135,6 +143,12 @@ start() {
 }
 
 . "$INIT"
+# What touches the router itself is run for real under OpenWrt's runtime
+# (tests/openwrt_runtime.rs): the jail's resolver copy, the users file's
+# modes, and `socksd --check` (the Rust tests call --check themselves).
+dns() { event dns; }
+socksd_users_readable() { :; }
+socksd_check() { :; }
 case "$ACTION" in
 reload) reload_service ;;
 triggers) service_triggers ;;
