@@ -1,66 +1,94 @@
 //! Name resolution off the reactors.
 //!
 //! `getaddrinfo` blocks, so helper threads run it. Jobs come from any
-//! reactor through one bounded queue; each answer goes back to the reactor
-//! that asked, through its channel, followed by a wake-up of its
-//! `mio::Poll`.
+//! reactor; each answer goes back to the reactor that asked, through its
+//! channel, followed by a wake-up of its `mio::Poll`.
 //!
-//! A name whose DNS never answers holds a thread for the resolver's whole
-//! timeout (5 s times the attempts, per nameserver, with glibc). So that one
-//! client's unanswerable names cannot delay anybody else's:
-//! - a client (see [`crate::clients::client_key`]) has at most
-//!   [`INFLIGHT_PER_CLIENT`] lookups queued or running, and at most
-//!   [`RUNNING_PER_CLIENT`] running; its other jobs wait without holding a
-//!   thread, and others' jobs are taken past them;
-//! - threads are started on demand, up to [`MAX_WORKERS`], whenever a job
-//!   that may run finds no idle thread, and idle ones above
-//!   [`MIN_WORKERS`] leave after [`IDLE_EXIT`];
-//! - a job whose connection is gone is taken out of the queue
-//!   ([`Resolver::cancel`]), and an answer for a gone connection is dropped;
+//! A CONNECT to a name races its address families (RFC 8305, Happy
+//! Eyeballs): its job is two lookups, IPv6 and IPv4, run on two threads
+//! at once and answered each as it finishes, so that a slow AAAA answer
+//! does not hold up a prompt A answer. BIND and UDP ask one lookup of
+//! both families.
+//!
+//! A name whose DNS never answers holds a thread for the system
+//! resolver's whole timeout (5 s times the attempts, per nameserver, with
+//! glibc and musl). So that clients flooding such names cannot delay
+//! anybody else's:
+//! - lookups wait in one queue per client (a client is an IPv4 address,
+//!   or an IPv6 host or /64: [`crate::clients`]), and a free thread takes
+//!   the next lookup of the client with the fewest lookups running, in
+//!   turn among equals: a newcomer, with none, goes first;
+//! - a client's first running lookup may take any free thread; more than
+//!   one only come from [`EXTRA`] threads of the pool, each client taking
+//!   at most a quarter of those still free. However the clients arrive (a
+//!   few early ones on an idle pool take the most), the extras hold at
+//!   most [`EXTRA`] threads, so it takes [`MAX_WORKERS`] − [`EXTRA`] (96)
+//!   clients, each holding an unanswerable lookup, to make a newcomer wait
+//!   for a thread: until then its first lookup starts at once;
+//! - threads are started on demand, up to [`MAX_WORKERS`], and idle ones
+//!   above [`MIN_WORKERS`] leave after [`IDLE_EXIT`];
+//! - a lookup whose connection is gone is taken out of the queue
+//!   ([`Resolver::cancel`]) before it starts, and an answer for a gone
+//!   connection is dropped;
+//! - a client has at most [`INFLIGHT_PER_CLIENT`] lookups queued or
+//!   running, and the queue at most [`MAX_QUEUE`];
 //! - a name that just failed fails at once for [`NEGATIVE_TTL`].
 
 use crate::reply::Reply;
+pub(crate) use crate::sys::Family;
 use mio::Waker;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// Addresses kept per name; more would only lengthen a failing connect.
+/// Addresses kept per lookup; more would only lengthen a failing connect.
 pub const MAX_ADDRS: usize = 8;
-/// Jobs waiting at once; past this a request fails at once (0x01) rather
-/// than queueing without bound.
+/// Lookups waiting at once; past this a request fails at once (0x01)
+/// rather than queueing without bound.
 pub const MAX_QUEUE: usize = 4096;
 /// Lookups one client may have queued or running; past this its requests
 /// fail at once (0x01).
-pub const INFLIGHT_PER_CLIENT: u32 = 64;
-/// Lookups of one client that may hold a thread at once.
-pub const RUNNING_PER_CLIENT: u32 = 4;
+pub const INFLIGHT_PER_CLIENT: usize = 64;
 /// Threads kept while idle, and the most there may be. The maximum is also
 /// what the descriptor reserve allows for (a lookup holds a socket).
 pub const MIN_WORKERS: usize = 2;
-pub const MAX_WORKERS: usize = 32;
+pub const MAX_WORKERS: usize = 128;
+/// Threads for clients' second and further lookups at once; the others
+/// serve one lookup per client. A client takes at most a quarter of the
+/// extras still free.
+pub const EXTRA: usize = 32;
+const SHARE: usize = 4;
 /// An idle thread above the minimum leaves after this long.
 pub const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// How long a failed name keeps failing without a new lookup.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 const NEGATIVE_SLOTS: usize = 256;
+/// Resolver threads' stacks: getaddrinfo needs a few tens of KiB.
+const STACK: usize = 256 * 1024;
 
+/// A connection's request for a name's addresses.
 pub struct Job {
     pub name: Box<str>,
     pub port: u16,
     pub reactor: usize,
     pub key: usize,
     pub id: u64,
-    /// The asking client's key (its IPv4 address or IPv6 /64).
+    /// The asking client's key (see [`crate::clients`]).
     pub client: IpAddr,
+    /// Two lookups, IPv6 and IPv4, answered each on its own (a CONNECT's
+    /// Happy Eyeballs); else one of both families, one answer.
+    pub race: bool,
 }
 
+/// One lookup's answer: the addresses of `family` (`Any`: both,
+/// interleaved), at most [`MAX_ADDRS`].
 pub struct Answer {
     pub key: usize,
     pub id: u64,
+    pub family: Family,
     pub result: Result<Vec<SocketAddr>, Reply>,
 }
 
@@ -74,17 +102,32 @@ pub struct Outlet {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused(pub Reply);
 
-#[derive(Default, Clone, Copy)]
-struct PerClient {
-    /// Queued or running.
-    inflight: u32,
-    running: u32,
+/// One lookup of a job.
+struct Task {
+    name: Arc<str>,
+    port: u16,
+    reactor: usize,
+    key: usize,
+    id: u64,
+    family: Family,
+}
+
+#[derive(Default)]
+struct Client {
+    queue: VecDeque<Task>,
+    running: usize,
 }
 
 struct Queue {
-    jobs: VecDeque<Job>,
-    clients: HashMap<IpAddr, PerClient>,
-    /// Names that failed lately: (hash, until), direct-mapped.
+    clients: HashMap<IpAddr, Client>,
+    /// Clients with queued lookups, in turn order.
+    turn: VecDeque<IpAddr>,
+    queued: usize,
+    running: usize,
+    /// Clients with a lookup running (`running` less this: the extras).
+    holders: usize,
+    /// Names that failed lately: (hash of name and family, until),
+    /// direct-mapped.
     negative: Box<[Option<(u64, Instant)>]>,
     workers: usize,
     /// Threads waiting for work, and how many of them were already sent a
@@ -107,11 +150,12 @@ pub struct Resolver {
 }
 
 impl Inner {
-    fn name_hash(&self, name: &str) -> u64 {
+    fn name_hash(&self, name: &str, family: Family) -> u64 {
         let mut h = self.hasher.build_hasher();
         for b in name.bytes() {
             b.to_ascii_lowercase().hash(&mut h);
         }
+        (family as u8).hash(&mut h);
         h.finish()
     }
 
@@ -120,13 +164,75 @@ impl Inner {
     }
 }
 
+impl Queue {
+    fn failed_lately(&self, hash: u64, now: Instant) -> bool {
+        matches!(self.negative[hash as usize % NEGATIVE_SLOTS], Some((h, until)) if h == hash && now < until)
+    }
+
+    /// How many lookups a client may run now: one, and a quarter of the
+    /// free extras more.
+    fn share(&self) -> usize {
+        let extras = self.running - self.holders;
+        1 + EXTRA.saturating_sub(extras) / SHARE
+    }
+
+    /// The next lookup to run: of the client with the fewest running
+    /// (below its share), the first in turn among equals.
+    fn pick(&mut self) -> Option<(IpAddr, Task)> {
+        if self.running >= MAX_WORKERS {
+            return None;
+        }
+        let share = self.share();
+        let mut best: Option<(usize, usize)> = None;
+        for (i, ip) in self.turn.iter().enumerate() {
+            let running = self.clients.get(ip).map_or(usize::MAX, |c| c.running);
+            if running < share && best.is_none_or(|(_, r)| running < r) {
+                best = Some((i, running));
+                if running == 0 {
+                    break;
+                }
+            }
+        }
+        let ip = self.turn.remove(best?.0)?;
+        let c = self.clients.get_mut(&ip)?;
+        let task = c.queue.pop_front()?;
+        c.running += 1;
+        if c.running == 1 {
+            self.holders += 1;
+        }
+        if !c.queue.is_empty() {
+            self.turn.push_back(ip);
+        }
+        self.queued -= 1;
+        self.running += 1;
+        Some((ip, task))
+    }
+
+    /// A lookup of `client` has ended.
+    fn done(&mut self, client: IpAddr) {
+        self.running -= 1;
+        if let Some(c) = self.clients.get_mut(&client) {
+            c.running -= 1;
+            if c.running == 0 {
+                self.holders -= 1;
+                if c.queue.is_empty() {
+                    self.clients.remove(&client);
+                }
+            }
+        }
+    }
+}
+
 impl Resolver {
     /// Starts [`MIN_WORKERS`] threads; more start on demand.
     pub fn start(outlets: Vec<Outlet>) -> std::io::Result<Resolver> {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
-                jobs: VecDeque::with_capacity(64),
                 clients: HashMap::with_capacity(64),
+                turn: VecDeque::with_capacity(64),
+                queued: 0,
+                running: 0,
+                holders: 0,
                 negative: vec![None; NEGATIVE_SLOTS].into_boxed_slice(),
                 workers: MIN_WORKERS,
                 idle: 0,
@@ -147,54 +253,66 @@ impl Resolver {
     /// failed within [`NEGATIVE_TTL`], 0x01 when the queue or the client's
     /// share of it is full.
     pub fn submit(&self, job: Job, now: Instant) -> Result<(), Refused> {
-        let hash = self.inner.name_hash(&job.name);
+        let families: &[Family] = if job.race { &[Family::V6, Family::V4] } else { &[Family::Any] };
+        let hashes: Vec<u64> = families.iter().map(|&f| self.inner.name_hash(&job.name, f)).collect();
         let mut q = self.inner.lock();
-        if q.stop || q.jobs.len() >= MAX_QUEUE {
+        if q.stop || q.queued + families.len() > MAX_QUEUE {
             return Err(Refused(Reply::GeneralFailure));
         }
-        if let Some((h, until)) = q.negative[hash as usize % NEGATIVE_SLOTS] {
-            if h == hash && now < until {
-                return Err(Refused(Reply::HostUnreachable));
-            }
+        if hashes.iter().all(|&h| q.failed_lately(h, now)) {
+            return Err(Refused(Reply::HostUnreachable));
         }
         let c = q.clients.entry(job.client).or_default();
-        if c.inflight >= INFLIGHT_PER_CLIENT {
+        if c.queue.len() + c.running + families.len() > INFLIGHT_PER_CLIENT {
             return Err(Refused(Reply::GeneralFailure));
         }
-        c.inflight += 1;
-        let runnable = c.running < RUNNING_PER_CLIENT;
-        q.jobs.push_back(job);
-        if !runnable {
-            // It runs when one of its client's lookups finishes.
-            return Ok(());
+        let waiting = !c.queue.is_empty();
+        let name: Arc<str> = job.name.into();
+        for &family in families {
+            let (port, reactor, key, id) = (job.port, job.reactor, job.key, job.id);
+            c.queue.push_back(Task { name: name.clone(), port, reactor, key, id, family });
         }
-        if q.idle > q.signalled {
-            q.signalled += 1;
-            drop(q);
-            self.inner.ready.notify_one();
-        } else if q.workers < MAX_WORKERS {
-            q.workers += 1;
-            drop(q);
-            if spawn_worker(&self.inner).is_err() {
-                self.inner.lock().workers -= 1;
+        if !waiting {
+            q.turn.push_back(job.client);
+        }
+        q.queued += families.len();
+        // A thread for each lookup that may run now.
+        for _ in 0..families.len() {
+            if q.idle > q.signalled {
+                q.signalled += 1;
+                self.inner.ready.notify_one();
+            } else if q.workers < MAX_WORKERS {
+                q.workers += 1;
+                if spawn_worker(&self.inner).is_err() {
+                    q.workers -= 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// Takes a job out of the queue if it has not started: its connection
-    /// is gone. A job already running finishes, and its answer is dropped.
-    pub fn cancel(&self, reactor: usize, key: usize, id: u64) {
+    /// Takes a job's lookups out of the queue if they have not started:
+    /// its connection is gone. One already running finishes, and its
+    /// answer is dropped.
+    pub fn cancel(&self, client: IpAddr, reactor: usize, key: usize, id: u64) {
         let mut q = self.inner.lock();
-        if let Some(i) = q.jobs.iter().position(|j| j.reactor == reactor && j.key == key && j.id == id) {
-            let job = q.jobs.remove(i).expect("position is in range");
-            release(&mut q, job.client, false);
+        let Some(c) = q.clients.get_mut(&client) else { return };
+        let before = c.queue.len();
+        c.queue.retain(|t| !(t.reactor == reactor && t.key == key && t.id == id));
+        let removed = before - c.queue.len();
+        let (empty, idle) = (c.queue.is_empty(), c.running == 0);
+        q.queued -= removed;
+        if removed > 0 && empty {
+            q.turn.retain(|ip| *ip != client);
+            if idle {
+                q.clients.remove(&client);
+            }
         }
     }
 
-    /// Jobs waiting for a thread (not counting running ones).
+    /// Lookups waiting for a thread (not counting running ones).
     pub fn queued(&self) -> usize {
-        self.inner.lock().jobs.len()
+        self.inner.lock().queued
     }
 
     pub fn stop(&self) {
@@ -203,36 +321,12 @@ impl Resolver {
     }
 }
 
-/// One lookup of `client` is over (`ran`: it had a thread).
-fn release(q: &mut Queue, client: IpAddr, ran: bool) {
-    if let Some(c) = q.clients.get_mut(&client) {
-        c.inflight = c.inflight.saturating_sub(1);
-        if ran {
-            c.running = c.running.saturating_sub(1);
-        }
-        if c.inflight == 0 {
-            q.clients.remove(&client);
-        }
-    }
-}
-
 /// Threads are detached: one stuck in `getaddrinfo` cannot be interrupted,
 /// and shutting down does not wait for it.
 fn spawn_worker(inner: &Arc<Inner>) -> std::io::Result<()> {
     let inner = inner.clone();
-    std::thread::Builder::new().name("socksd-dns".into()).stack_size(256 * 1024).spawn(move || worker(&inner))?;
+    std::thread::Builder::new().name("socksd-dns".into()).stack_size(STACK).spawn(move || worker(&inner))?;
     Ok(())
-}
-
-/// The first queued job whose client may run one more.
-fn next_runnable(q: &mut Queue) -> Option<Job> {
-    let clients = &q.clients;
-    let i = q.jobs.iter().position(|j| clients.get(&j.client).is_some_and(|c| c.running < RUNNING_PER_CLIENT))?;
-    let job = q.jobs.remove(i)?;
-    if let Some(c) = q.clients.get_mut(&job.client) {
-        c.running += 1;
-    }
-    Some(job)
 }
 
 fn worker(inner: &Inner) {
@@ -241,31 +335,37 @@ fn worker(inner: &Inner) {
         if q.stop {
             return;
         }
-        let Some(job) = next_runnable(&mut q) else {
+        let Some((client, task)) = q.pick() else {
             q.idle += 1;
             let (guard, timeout) = inner.ready.wait_timeout(q, IDLE_EXIT).unwrap_or_else(|e| e.into_inner());
             q = guard;
             q.idle -= 1;
             q.signalled = q.signalled.saturating_sub(1);
-            if timeout.timed_out() && q.workers > MIN_WORKERS && q.jobs.is_empty() {
+            if timeout.timed_out() && q.workers > MIN_WORKERS && q.queued == 0 {
                 q.workers -= 1;
                 return;
             }
             continue;
         };
+        let hash = inner.name_hash(&task.name, task.family);
+        let result = if q.failed_lately(hash, Instant::now()) {
+            Err(Reply::HostUnreachable)
+        } else {
+            drop(q);
+            let r = resolve(&task.name, task.port, task.family);
+            q = inner.lock();
+            if r.is_err() {
+                q.negative[hash as usize % NEGATIVE_SLOTS] = Some((hash, Instant::now() + NEGATIVE_TTL));
+            }
+            r
+        };
+        q.done(client);
         drop(q);
-        let result = resolve(&job.name, job.port);
-        let hash = inner.name_hash(&job.name);
-        q = inner.lock();
-        release(&mut q, job.client, true);
-        if result.is_err() {
-            q.negative[hash as usize % NEGATIVE_SLOTS] = Some((hash, Instant::now() + NEGATIVE_TTL));
-        }
-        drop(q);
-        if let Some(outlet) = inner.outlets.get(job.reactor) {
+        if let Some(outlet) = inner.outlets.get(task.reactor) {
             let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
+            let answer = Answer { key: task.key, id: task.id, family: task.family, result };
             // A reactor that has stopped drops its receiver; nothing to do then.
-            if outlet.tx.send(Answer { key: job.key, id: job.id, result }).is_ok() {
+            if outlet.tx.send(answer).is_ok() {
                 let _ = outlet.waker.wake();
             }
         }
@@ -273,30 +373,21 @@ fn worker(inner: &Inner) {
     }
 }
 
-/// Resolves with the system resolver and orders the answer the way RFC 8305
-/// §4 suggests: alternate address families, starting with the first one
-/// the resolver returned.
-pub fn resolve(name: &str, port: u16) -> Result<Vec<SocketAddr>, Reply> {
-    let addrs = (name, port).to_socket_addrs().map_err(|_| Reply::HostUnreachable)?;
-    let mut all: Vec<SocketAddr> = Vec::with_capacity(MAX_ADDRS);
-    for a in addrs {
-        if !all.contains(&a) {
-            all.push(a);
-        }
-        if all.len() == 4 * MAX_ADDRS {
-            break;
-        }
-    }
-    if all.is_empty() {
-        return Err(Reply::HostUnreachable);
-    }
-    Ok(interleave(all))
+/// Resolves with the system resolver. Both families come back
+/// interleaved, starting with the first the resolver returned (RFC 8305
+/// §4); one family in the resolver's order.
+pub fn resolve(name: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>, Reply> {
+    let max = if family == Family::Any { 4 * MAX_ADDRS } else { MAX_ADDRS };
+    let ips = crate::sys::lookup(name, family, max).ok_or(Reply::HostUnreachable)?;
+    let all: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect();
+    Ok(if family == Family::Any { interleave(all) } else { all })
 }
 
 /// Alternates families, keeping each family's own order; at most
 /// [`MAX_ADDRS`] addresses.
 pub fn interleave(all: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    let first_v6 = all[0].is_ipv6();
+    let Some(first) = all.first() else { return all };
+    let first_v6 = first.is_ipv6();
     let (mut a, mut b): (VecDeque<_>, VecDeque<_>) = all.into_iter().partition(|s| s.is_ipv6() == first_v6);
     let mut out = Vec::with_capacity(MAX_ADDRS);
     while out.len() < MAX_ADDRS {
@@ -322,11 +413,84 @@ mod tests {
         assert_eq!(got, want);
         let many: Vec<_> = (1..=20).map(|i| v(&format!("10.0.0.{i}:1"))).collect();
         assert_eq!(interleave(many).len(), MAX_ADDRS);
+        assert_eq!(interleave(Vec::new()), Vec::new());
     }
 
     #[test]
     fn literal_and_failure() {
-        assert_eq!(resolve("127.0.0.1", 80), Ok(vec!["127.0.0.1:80".parse().unwrap()]));
-        assert_eq!(resolve("bad\u{0}name", 80), Err(Reply::HostUnreachable));
+        assert_eq!(resolve("127.0.0.1", 80, Family::Any), Ok(vec!["127.0.0.1:80".parse().unwrap()]));
+        assert_eq!(resolve("127.0.0.1", 80, Family::V4), Ok(vec!["127.0.0.1:80".parse().unwrap()]));
+        assert_eq!(
+            resolve("127.0.0.1", 80, Family::V6),
+            Err(Reply::HostUnreachable),
+            "no IPv6 address in a v4 literal"
+        );
+        assert_eq!(resolve("bad\u{0}name", 80, Family::Any), Err(Reply::HostUnreachable));
+    }
+
+    fn task(id: u64) -> Task {
+        Task { name: "n".into(), port: 1, reactor: 0, key: 0, id, family: Family::Any }
+    }
+
+    fn queue() -> Queue {
+        Queue {
+            clients: HashMap::new(),
+            turn: VecDeque::new(),
+            queued: 0,
+            running: 0,
+            holders: 0,
+            negative: vec![None; NEGATIVE_SLOTS].into_boxed_slice(),
+            workers: 0,
+            idle: 0,
+            signalled: 0,
+            stop: false,
+        }
+    }
+
+    fn push(q: &mut Queue, client: &str, id: u64) {
+        let ip: IpAddr = client.parse().unwrap();
+        let c = q.clients.entry(ip).or_default();
+        if c.queue.is_empty() {
+            q.turn.push_back(ip);
+        }
+        c.queue.push_back(task(id));
+        q.queued += 1;
+    }
+
+    /// Clients flooding lookups that never end, arriving one after the
+    /// other (the early ones find the pool idle): the extras hold at most
+    /// EXTRA threads, and a newcomer's lookup is the next to run while
+    /// fewer than MAX_WORKERS - EXTRA clients hold one.
+    #[test]
+    fn a_newcomer_runs_next_however_the_flood_arrives() {
+        for flooders in [1, 8, 64, MAX_WORKERS - EXTRA - 1] {
+            let mut q = queue();
+            for i in 0..flooders {
+                for n in 0..INFLIGHT_PER_CLIENT as u64 {
+                    push(&mut q, &format!("10.0.{}.{}", i / 256, i % 256), n);
+                }
+                // The pool takes what the shares let it; nothing ends.
+                while q.pick().is_some() {}
+            }
+            assert!(q.running - q.holders <= EXTRA, "{flooders} flooders: {} extras", q.running - q.holders);
+            assert!(q.running < MAX_WORKERS, "{flooders} flooders fill the pool ({})", q.running);
+            push(&mut q, "192.0.2.1", 0);
+            let (ip, _) = q.pick().expect("the newcomer runs");
+            assert_eq!(ip, "192.0.2.1".parse::<IpAddr>().unwrap(), "{flooders} flooders");
+        }
+    }
+
+    /// Among clients that wait, the one with the fewest running goes
+    /// first, then each in turn.
+    #[test]
+    fn fewest_running_first_then_in_turn() {
+        let mut q = queue();
+        push(&mut q, "10.0.0.1", 1);
+        push(&mut q, "10.0.0.1", 2);
+        push(&mut q, "10.0.0.2", 3);
+        let order: Vec<u64> = std::iter::from_fn(|| q.pick().map(|(_, t)| t.id)).collect();
+        assert_eq!(order, [1, 3, 2]);
+        q.done("10.0.0.1".parse().unwrap());
+        assert_eq!(q.running, 2);
     }
 }

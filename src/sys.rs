@@ -84,6 +84,68 @@ pub(crate) fn request_slice(ns: u64) {
     unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
 }
 
+/// Which addresses a name lookup asks for (getaddrinfo's `ai_family`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    V4,
+    V6,
+    Any,
+}
+
+/// getaddrinfo(3) for `name`: its addresses of `family`, in the order the
+/// system resolver gives (RFC 6724's within a family), without
+/// duplicates, at most `max`. `None` when the name does not resolve (or
+/// holds a NUL). Blocks for as long as the system resolver takes: call it
+/// from a resolver thread only.
+pub(crate) fn lookup(name: &str, family: Family, max: usize) -> Option<Vec<IpAddr>> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: an all-zero addrinfo is a valid "no hints" value.
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_family = match family {
+        Family::V4 => libc::AF_INET,
+        Family::V6 => libc::AF_INET6,
+        Family::Any => libc::AF_UNSPEC,
+    };
+    // One entry per address, not one per socket type.
+    hints.ai_socktype = libc::SOCK_STREAM;
+    let mut list: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated and outlives the call; `hints` and
+    // `list` live on our stack; the list is freed below, once.
+    if unsafe { libc::getaddrinfo(name.as_ptr(), std::ptr::null(), &hints, &mut list) } != 0 {
+        return None;
+    }
+    let mut out: Vec<IpAddr> = Vec::with_capacity(max);
+    let mut cur = list;
+    while !cur.is_null() && out.len() < max {
+        // SAFETY: `cur` is a node of the list getaddrinfo returned, alive
+        // until freeaddrinfo; a non-null ai_addr points at a sockaddr of
+        // the family ai_family names, whose bytes alone are read.
+        let ip = unsafe {
+            let sa = (*cur).ai_addr;
+            match (*cur).ai_family {
+                _ if sa.is_null() => None,
+                libc::AF_INET => {
+                    let sin = &*(sa as *const libc::sockaddr_in);
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(sa as *const libc::sockaddr_in6);
+                    Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
+                }
+                _ => None,
+            }
+        };
+        if let Some(ip) = ip.filter(|ip| !out.contains(ip)) {
+            out.push(ip);
+        }
+        // SAFETY: as above; ai_next is null at the end of the list.
+        cur = unsafe { (*cur).ai_next };
+    }
+    // SAFETY: `list` came from a successful getaddrinfo and is freed once.
+    unsafe { libc::freeaddrinfo(list) };
+    (!out.is_empty()).then_some(out)
+}
+
 /// Whether an interface of this name exists.
 pub(crate) fn interface_exists(name: &str) -> bool {
     let Ok(name) = CString::new(name) else { return false };
@@ -132,9 +194,9 @@ pub(crate) fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Calls `f(interface name, address)` for every IPv4 and IPv6 address of
-/// every interface (nothing when the list cannot be read).
-pub(crate) fn each_interface_addr(mut f: impl FnMut(&[u8], IpAddr)) {
+/// Calls `f(interface name, address, prefix length)` for every IPv4 and
+/// IPv6 address of every interface (nothing when the list cannot be read).
+pub(crate) fn each_interface_addr(mut f: impl FnMut(&[u8], IpAddr, u8)) {
     let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a list head into `list`, which we free below.
     if unsafe { libc::getifaddrs(&mut list) } != 0 {
@@ -144,7 +206,8 @@ pub(crate) fn each_interface_addr(mut f: impl FnMut(&[u8], IpAddr)) {
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned, alive
         // until freeifaddrs; its name is a NUL-terminated string.
-        let (name, sa) = unsafe { (CStr::from_ptr((*cur).ifa_name).to_bytes(), (*cur).ifa_addr) };
+        let (name, sa, mask) =
+            unsafe { (CStr::from_ptr((*cur).ifa_name).to_bytes(), (*cur).ifa_addr, (*cur).ifa_netmask) };
         if !sa.is_null() {
             // SAFETY: a non-null ifa_addr points at a sockaddr whose family
             // field tells its real type; we read only that type's bytes.
@@ -161,8 +224,27 @@ pub(crate) fn each_interface_addr(mut f: impl FnMut(&[u8], IpAddr)) {
                     _ => None,
                 }
             };
+            // SAFETY: a non-null ifa_netmask points at a sockaddr of the
+            // address's family; only that type's bytes are read.
+            let prefix = unsafe {
+                match (mask.is_null(), ip) {
+                    (true, _) => None,
+                    (false, Some(IpAddr::V4(_))) => {
+                        Some((*(mask as *const libc::sockaddr_in)).sin_addr.s_addr.count_ones() as u8)
+                    }
+                    (false, Some(IpAddr::V6(_))) => Some(
+                        (*(mask as *const libc::sockaddr_in6))
+                            .sin6_addr
+                            .s6_addr
+                            .iter()
+                            .map(|b| b.count_ones() as u8)
+                            .sum(),
+                    ),
+                    (false, None) => None,
+                }
+            };
             if let Some(ip) = ip {
-                f(name, ip);
+                f(name, ip, prefix.unwrap_or(if ip.is_ipv4() { 32 } else { 128 }));
             }
         }
         // SAFETY: as above; ifa_next is null at the end of the list.
