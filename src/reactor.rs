@@ -133,13 +133,12 @@ impl Reactor {
             }
             while let Ok(a) = self.answers.try_recv() {
                 let reg = self.poll.registry();
-                let flow = match self.conns.get_mut(a.key) {
-                    Some(c) if c.id() == a.id => c.on_resolved(a.result, &mut self.core, reg),
+                let key = a.key;
+                let flow = match self.conns.get_mut(key) {
+                    Some(c) if c.id() == a.id => c.on_resolved(a, &mut self.core, reg),
                     _ => Ok(()),
                 };
-                if let Err(why) = flow {
-                    self.close(a.key, why);
-                }
+                self.settle(key, flow);
             }
             #[cfg(feature = "gssapi")]
             self.gss_answers();
@@ -263,7 +262,7 @@ impl Reactor {
             self.turn_away(peer, 0);
             return;
         }
-        let Ok(slot) = shared.clients.take(peer.ip(), Kind::Conn) else {
+        let Ok(slot) = shared.clients.take(self.core.client_key(peer.ip()), Kind::Conn) else {
             self.turn_away(peer, 1);
             return;
         };

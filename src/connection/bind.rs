@@ -2,7 +2,6 @@
 //! expects, reply with the listening address, and reply again with the
 //! peer's when it connects.
 
-use super::connect::Targets;
 use super::{Closed, Conn, Flow, State};
 use crate::core::Core;
 use crate::fds;
@@ -16,6 +15,32 @@ use log::{debug, info};
 use mio::{Interest, Registry};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+
+/// The peer a BIND expects: one address (from the request), or a name's.
+pub(super) enum Targets {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl Targets {
+    pub(super) fn get(&self, i: usize) -> Option<SocketAddr> {
+        match self {
+            Targets::One(a) => (i == 0).then_some(*a),
+            Targets::Many(v) => v.get(i).copied(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Targets::One(_) => 1,
+            Targets::Many(v) => v.len(),
+        }
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
 
 impl Conn {
     /// The expected peer must pass the destination rules; an unspecified

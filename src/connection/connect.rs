@@ -1,6 +1,14 @@
-//! CONNECT (RFC 1928 §4, SOCKS4): try the target's addresses in turn, each
-//! with a share of the connect timeout, then reply and relay.
+//! CONNECT (RFC 1928 §4, SOCKS4): race the target's addresses (Happy
+//! Eyeballs, RFC 8305; the decisions are [`Race`]'s), keep the first that
+//! connects, reply and relay.
+//!
+//! Every attempt is an ordinary non-blocking connect from `--outgoing`
+//! through `--outgoing-iface`, checked against the destination rules
+//! first, with a descriptor from the budget and a token of its own
+//! ([`Role::Attempt`]). The winner's token becomes the target's; the
+//! others are closed at once, which gives their descriptors back.
 
+use super::race::{Next, Race, MAX_ATTEMPTS};
 use super::{Closed, Conn, Flow, State, Wait};
 use crate::core::Core;
 use crate::fds;
@@ -8,145 +16,150 @@ use crate::handshake::Proto;
 use crate::outbound;
 use crate::relay::Side;
 use crate::reply::Reply;
+use crate::resolver::Answer;
 use crate::socks5;
 use crate::token::{token, Role};
 use log::debug;
+use mio::event::Event;
 use mio::{Interest, Registry};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-/// Shortest slice of the connect timeout given to one address of several.
-const MIN_ATTEMPT: Duration = Duration::from_millis(250);
-
-/// Addresses to try in turn (one, from the request, or a resolver's list).
-pub(super) enum Targets {
-    One(SocketAddr),
-    Many(Vec<SocketAddr>),
+/// A CONNECT in progress: the race and its attempts under way.
+pub(super) struct Connecting {
+    pub proto: Proto,
+    pub race: Race,
+    attempts: [Option<Side>; MAX_ATTEMPTS],
 }
 
-impl Targets {
-    pub(super) fn get(&self, i: usize) -> Option<SocketAddr> {
-        match self {
-            Targets::One(a) => (i == 0).then_some(*a),
-            Targets::Many(v) => v.get(i).copied(),
-        }
+impl Connecting {
+    pub(super) fn new(proto: Proto, race: Race) -> Box<Connecting> {
+        Box::new(Connecting { proto, race, attempts: Default::default() })
     }
 
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Targets::One(_) => 1,
-            Targets::Many(v) => v.len(),
-        }
-    }
-
-    pub(super) fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
-    }
-}
-
-/// A CONNECT's progress through its addresses.
-pub(super) struct Attempts {
-    proto: Proto,
-    targets: Targets,
-    /// The address to try next.
-    next: usize,
-    /// The whole connect timeout ends here.
-    until: Instant,
-    /// The reply if no address is left: the last failure's.
-    last: Reply,
-}
-
-impl Attempts {
-    pub(super) fn new(proto: Proto, targets: Targets, until: Instant, last: Reply) -> Attempts {
-        Attempts { proto, targets, next: 0, until, last }
+    fn in_flight(&self) -> usize {
+        self.attempts.iter().flatten().count()
     }
 }
 
 impl Conn {
-    /// Starts connecting to the next address that can be tried; each gets
-    /// a share of the time left.
-    pub(super) fn connect(&mut self, mut a: Attempts, core: &mut Core, reg: &Registry) -> Flow {
-        while let Some(addr) = a.targets.get(a.next) {
-            a.next += 1;
-            if !core.dest_allowed(addr) {
-                debug!("#{} {} {}: destination denied by rules", self.id, self.peer, addr);
-                a.last = Reply::NotAllowed;
-                continue;
-            }
-            let Some(budget) = fds::take(1) else {
-                debug!("#{} {} connect {}: out of descriptors", self.id, self.peer, addr);
-                return self.fail(a.proto, Reply::GeneralFailure, core);
-            };
-            let mut sock = match outbound::connect(addr, &core.shared.source) {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!("#{} {} connect {}: {}", self.id, self.peer, addr, e);
-                    a.last = Reply::from_io(&e);
-                    continue;
+    /// Moves the race on: starts the attempts that are due, arms the timer
+    /// for the next decision, or gives up with the race's reply.
+    pub(super) fn race(&mut self, core: &mut Core, reg: &Registry) -> Flow {
+        loop {
+            let State::Connecting(c) = &mut self.state else { return Ok(()) };
+            match c.race.next(core.now, c.in_flight()) {
+                Next::Start(addr) => {
+                    if let Err(r) = start(self.key, &mut c.attempts, addr, core, reg) {
+                        debug!("#{} {} connect {}: {:?}", self.id, self.peer, addr, r);
+                        c.race.failed(r);
+                    }
                 }
-            };
-            if reg.register(&mut sock, token(self.key, Role::Target), Interest::READABLE | Interest::WRITABLE).is_err()
-            {
-                a.last = Reply::GeneralFailure;
-                continue;
+                Next::Wait(at) => {
+                    self.arm(at, core);
+                    return self.flush_ctl();
+                }
+                Next::Fail(reply, timed_out) => {
+                    let proto = c.proto;
+                    let known = !c.race.resolving();
+                    self.end_race(core);
+                    let why = match (timed_out, known) {
+                        (true, false) => Closed::Timeout(Wait::Resolve),
+                        (true, true) => Closed::Timeout(Wait::Connect),
+                        (false, _) => Closed::Refused(reply),
+                    };
+                    return self.refuse(proto, why, core);
+                }
             }
-            let left = a.until.saturating_duration_since(core.now);
-            let tries = (a.targets.len() + 1 - a.next) as u32;
-            let slice = (left / tries).max(MIN_ATTEMPT).min(left);
-            self.target = Some(Side::new(sock, budget));
-            self.enter(State::Connecting(a));
-            self.set_deadline(core.now + slice, core);
-            return self.flush_ctl();
         }
-        self.fail(a.proto, a.last, core)
     }
 
-    /// The target socket raised an event while connecting.
-    pub(super) fn check_connect(&mut self, core: &mut Core, reg: &Registry) -> Flow {
-        let Some(t) = self.target.as_ref() else {
-            return Ok(());
-        };
-        match outbound::finished(&t.sock) {
+    /// One of the race's lookups answered.
+    pub(super) fn race_answer(&mut self, a: Answer, core: &mut Core, reg: &Registry) -> Flow {
+        let State::Connecting(c) = &mut self.state else { return Ok(()) };
+        c.race.answer(a.family, a.result, core.now);
+        self.race(core, reg)
+    }
+
+    /// Attempt `i`'s socket raised an event.
+    pub(super) fn attempt_event(&mut self, i: u8, ev: &Event, core: &mut Core, reg: &Registry) -> Flow {
+        let State::Connecting(c) = &mut self.state else { return Ok(()) };
+        let Some(side) = c.attempts.get_mut(usize::from(i)).and_then(Option::as_mut) else { return Ok(()) };
+        side.mark(ev);
+        match outbound::finished(&side.sock) {
             Ok(false) => Ok(()),
-            Ok(true) => self.connected(core),
+            Ok(true) => self.won(usize::from(i), core, reg),
             Err(e) => {
                 debug!("#{} {} connect failed: {}", self.id, self.peer, e);
-                self.next_attempt(Reply::from_io(&e), core, reg)
+                c.attempts[usize::from(i)] = None;
+                c.race.failed(Reply::from_io(&e));
+                self.race(core, reg)
             }
         }
     }
 
-    /// The current attempt failed with `reply`: try the next address while
-    /// time is left, else answer with `reply`.
-    pub(super) fn next_attempt(&mut self, reply: Reply, core: &mut Core, reg: &Registry) -> Flow {
-        self.target = None;
-        // Taken out to be rebuilt; `enter` shows the change as from Connecting.
-        let State::Connecting(mut a) = std::mem::replace(&mut self.state, State::Closing(Closed::Eof)) else {
-            return Err(Closed::Eof);
-        };
-        if core.now >= a.until {
-            let why = match reply {
-                Reply::TtlExpired => Closed::Timeout(Wait::Connect),
-                r => Closed::Refused(r),
-            };
-            return self.refuse(a.proto, why, core);
+    /// Ends a race that is over: the other attempts are closed (their
+    /// descriptors go back) and lookups still out are taken off the
+    /// resolver's queue (a running one's answer is dropped).
+    fn end_race(&mut self, core: &mut Core) {
+        let State::Connecting(c) = &mut self.state else { return };
+        c.attempts = Default::default();
+        if c.race.awaiting() {
+            let client = core.client_key(self.peer.ip());
+            core.shared.resolver.cancel(client, core.index, self.key, self.id);
         }
-        a.last = reply;
-        self.connect(a, core, reg)
     }
 
-    fn connected(&mut self, core: &mut Core) -> Flow {
-        let State::Connecting(Attempts { proto, .. }) = self.state else {
-            return Err(Closed::Eof);
-        };
-        let Some(t) = self.target.as_mut() else { return Err(Closed::Eof) };
+    /// Attempt `i` connected first: it becomes the target.
+    fn won(&mut self, i: usize, core: &mut Core, reg: &Registry) -> Flow {
+        let State::Connecting(c) = &mut self.state else { return Ok(()) };
+        let proto = c.proto;
+        let Some(mut t) = c.attempts[i].take() else { return Ok(()) };
+        self.end_race(core);
+        let both = Interest::READABLE | Interest::WRITABLE;
+        if reg.reregister(&mut t.sock, token(self.key, Role::Target), both).is_err() {
+            return self.fail(proto, Reply::GeneralFailure, core);
+        }
         let local = t.sock.local_addr().unwrap_or(socks5::UNSPECIFIED);
         // Writable: that is how the connect completed. Readable only if an
-        // event said so: anything the target sends raises its own edge.
+        // event said so (re-registering reports what is pending anew).
         t.writable = true;
         self.rec.addr = t.sock.peer_addr().ok();
-        debug!("#{} {} connected from {}", self.id, self.peer, local);
+        debug!("#{} {} connected to {:?} from {}", self.id, self.peer, self.rec.addr, local);
+        self.target = Some(t);
         self.reply(proto, Reply::Succeeded, local)?;
         self.enter_relay(core)
+    }
+}
+
+/// Starts an attempt to `addr` in a free slot, or says why it could not
+/// (the rules, no descriptor left, the socket call's error).
+fn start(
+    key: usize,
+    attempts: &mut [Option<Side>; MAX_ATTEMPTS],
+    addr: SocketAddr,
+    core: &mut Core,
+    reg: &Registry,
+) -> Result<(), Reply> {
+    if !core.dest_allowed(addr) {
+        return Err(Reply::NotAllowed);
+    }
+    let i = attempts.iter().position(Option::is_none).ok_or(Reply::GeneralFailure)?;
+    let budget = fds::take(1).ok_or(Reply::GeneralFailure)?;
+    let mut sock = outbound::connect(addr, &core.shared.source).map_err(|e| Reply::from_io(&e))?;
+    reg.register(&mut sock, token(key, Role::Attempt(i as u8)), Interest::READABLE | Interest::WRITABLE)
+        .map_err(|_| Reply::GeneralFailure)?;
+    attempts[i] = Some(Side::new(sock, budget));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// What a CONNECT holds while it races (reported in socksd(8), DUAL
+    /// STACK): this box, and at most 2 × MAX_ADDRS addresses.
+    #[test]
+    fn a_race_is_small() {
+        let size = std::mem::size_of::<super::Connecting>();
+        println!("Connecting: {size} bytes");
+        assert!(size <= 512, "{size}");
     }
 }

@@ -233,9 +233,10 @@ impl Conn {
         self.flush_ctl()?;
         let (Some(s), Some(t)) = (self.sealed.as_mut(), self.target.as_mut()) else { return Err(Closed::Eof) };
         let budget = core.budget;
-        let up = s.pump_up(&mut self.client, t, budget).map_err(|f| super::fault(f, End::Client, End::Target))?;
+        let up =
+            s.pump_up(&mut self.client, t, budget).map_err(|f| super::relaying::fault(f, End::Client, End::Target))?;
         let down = if self.ctl.is_empty() {
-            s.pump_down(t, &mut self.client, budget).map_err(|f| super::fault(f, End::Target, End::Client))?
+            s.pump_down(t, &mut self.client, budget).map_err(|f| super::relaying::fault(f, End::Target, End::Client))?
         } else {
             crate::relay::Pumped { bytes: 0, more: false }
         };

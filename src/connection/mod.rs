@@ -24,7 +24,9 @@ mod connect;
 mod gss;
 mod moving;
 mod negotiate;
+mod race;
 mod record;
+mod relaying;
 mod udp;
 
 pub(crate) use closed::{Closed, End, Flow, Wait};
@@ -33,11 +35,12 @@ use crate::clients::Slot;
 use crate::core::Core;
 use crate::fds::Fds;
 use crate::handshake::Proto;
-use crate::relay::{Fault, Half, Side};
+use crate::relay::{Half, Side};
 use crate::token::Role;
 use crate::udp::Assoc;
+use bind::Targets;
 use closing::Ctl;
-use connect::{Attempts, Targets};
+use connect::Connecting;
 use log::trace;
 use mio::event::Event;
 use mio::Registry;
@@ -71,14 +74,11 @@ enum State {
     Gss(Box<gss::Session>),
     /// SOCKS5 request.
     Request,
-    /// Waiting for the resolver pool (for a CONNECT target, or for the
-    /// peer a BIND expects).
-    Resolving {
-        proto: Proto,
-        cmd: Command,
-    },
-    /// A non-blocking connect to one of the addresses is under way.
-    Connecting(Attempts),
+    /// Waiting for the resolver pool (for the peer a BIND expects).
+    Resolving(Proto),
+    /// CONNECT: the target's addresses are looked up and raced (Happy
+    /// Eyeballs), non-blocking connects under way.
+    Connecting(Box<Connecting>),
     Relaying,
     /// BIND: listening for the one peer; the first reply is sent.
     BindWaiting {
@@ -103,7 +103,7 @@ impl State {
             #[cfg(feature = "gssapi")]
             State::Gss(_) => "Gss",
             State::Request => "Request",
-            State::Resolving { .. } => "Resolving",
+            State::Resolving(_) => "Resolving",
             State::Connecting(_) => "Connecting",
             State::Relaying => "Relaying",
             State::BindWaiting { .. } => "BindWaiting",
@@ -115,7 +115,7 @@ impl State {
     /// Waiting for something other than the client: the client's end must
     /// be watched for (see [`Conn::client_gone`]).
     fn waiting(&self) -> bool {
-        matches!(self, State::Resolving { .. } | State::Connecting(_) | State::BindWaiting { .. })
+        matches!(self, State::Resolving(_) | State::Connecting(_) | State::BindWaiting { .. })
     }
 }
 
@@ -219,12 +219,14 @@ impl Conn {
     /// out of the resolver's queue; the sockets close when dropped.
     pub fn release(&mut self, core: &mut Core) {
         let resolving = match &self.state {
-            State::Resolving { .. } => true,
+            State::Resolving(_) => true,
+            State::Connecting(c) => c.race.awaiting(),
             State::Udp(a) => a.resolving(),
             _ => false,
         };
         if resolving {
-            core.shared.resolver.cancel(core.index, self.key, self.id);
+            let client = core.client_key(self.peer.ip());
+            core.shared.resolver.cancel(client, core.index, self.key, self.id);
         }
         self.up.release(&mut core.pool, core.pipes.as_mut());
         self.down.release(&mut core.pool, core.pipes.as_mut());
@@ -243,10 +245,8 @@ impl Conn {
                     return Ok(());
                 };
                 t.mark(ev);
-                if matches!(self.state, State::Connecting(_)) {
-                    return self.check_connect(core, reg);
-                }
             }
+            Role::Attempt(i) => return self.attempt_event(i, ev, core, reg),
             Role::Listener => {
                 if matches!(self.state, State::BindWaiting { .. }) {
                     return self.accept_peer(core, reg);
@@ -293,7 +293,7 @@ impl Conn {
             State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
             #[cfg(feature = "gssapi")]
             State::Gss(_) => self.gss(core, reg),
-            State::Resolving { .. } | State::Connecting(_) | State::BindWaiting { .. } => self.flush_ctl(),
+            State::Resolving(_) | State::Connecting(_) | State::BindWaiting { .. } => self.flush_ctl(),
             State::Relaying => self.relay(core),
             State::Udp(_) => self.udp(core, reg),
             State::Closing(why) => self.linger(why, core),
@@ -308,61 +308,6 @@ impl Conn {
         }
     }
 
-    fn enter_relay(&mut self, core: &mut Core) -> Flow {
-        self.enter(State::Relaying);
-        self.start_idle_clock(core);
-        self.relay(core)
-    }
-
-    /// From here on only `--idle-timeout` applies (to relays and UDP
-    /// associations alike).
-    fn start_idle_clock(&mut self, core: &mut Core) {
-        self.deadline = None;
-        self.last_active = core.now;
-        if let Some(idle) = core.shared.cfg.idle_timeout {
-            self.arm(core.now + idle, core);
-        }
-    }
-
-    /// Both directions, each up to the round's budget; control bytes
-    /// (BIND's second reply) go to the client before any relayed byte.
-    fn relay(&mut self, core: &mut Core) -> Flow {
-        #[cfg(feature = "gssapi")]
-        if self.sealed.is_some() {
-            return self.relay_sealed(core);
-        }
-        self.flush_ctl()?;
-        let t = self.target.as_mut().ok_or(Closed::Eof)?;
-        let budget = core.budget;
-        let up = self
-            .up
-            .pump(&mut self.client, t, &mut core.pool, core.pipes.as_mut(), budget)
-            .map_err(|f| fault(f, End::Client, End::Target))?;
-        let (down_bytes, down_more) = if self.ctl.is_empty() {
-            let d = self
-                .down
-                .pump(t, &mut self.client, &mut core.pool, core.pipes.as_mut(), budget)
-                .map_err(|f| fault(f, End::Target, End::Client))?;
-            (d.bytes, d.more)
-        } else {
-            (0, false)
-        };
-        if up.bytes + down_bytes > 0 {
-            self.last_active = core.now;
-            self.rec.up += up.bytes as u64;
-            self.rec.down += down_bytes as u64;
-        }
-        if self.up.done() && self.down.done() {
-            return Err(Closed::Eof);
-        }
-        self.bulk = up.more || down_more;
-        if self.bulk {
-            self.last_bulk = core.now;
-            self.queue(core);
-        }
-        Ok(())
-    }
-
     /// A timer entry came due. Only the entry this connection relies on
     /// counts; when the deadline has moved on, the entry is re-armed.
     pub fn on_timer(&mut self, at: Instant, core: &mut Core, reg: &Registry) -> Flow {
@@ -372,6 +317,10 @@ impl Conn {
         self.timer_at = None;
         if core.lane.is_some() && matches!(self.state, State::Relaying) {
             return self.lane_timer(core);
+        }
+        if matches!(self.state, State::Connecting(_)) {
+            // The race keeps its own clock: delays and its deadline.
+            return self.race(core, reg);
         }
         let due = match self.state {
             State::Relaying | State::Udp(_) => core.shared.cfg.idle_timeout.map(|d| self.last_active + d),
@@ -386,9 +335,9 @@ impl Conn {
             State::Greeting | State::Auth | State::Request => Err(Closed::Timeout(Wait::Handshake)),
             #[cfg(feature = "gssapi")]
             State::Gss(_) => Err(Closed::Timeout(Wait::Handshake)),
-            State::Resolving { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),
+            State::Resolving(proto) => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),
             State::BindWaiting { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::BindPeer), core),
-            State::Connecting(_) => self.next_attempt(crate::reply::Reply::TtlExpired, core, reg),
+            State::Connecting(_) => self.race(core, reg),
             State::Relaying | State::Udp(_) => Err(Closed::Timeout(Wait::Idle)),
             State::Closing(why) => Err(why),
         }
@@ -405,14 +354,5 @@ impl Conn {
             core.timers.push(at, self.key, self.id);
             self.timer_at = Some(at);
         }
-    }
-}
-
-/// A relay fault as a reason, given which end the direction reads from and
-/// which it writes to.
-fn fault(f: Fault, src: End, dst: End) -> Closed {
-    match f {
-        Fault::Read(e) => Closed::Io(src, e.kind()),
-        Fault::Write(e) => Closed::Io(dst, e.kind()),
     }
 }

@@ -2,19 +2,19 @@
 //! answers, and start what the request asks for (resolving a name first
 //! when it gives one).
 
-use super::connect::{Attempts, Targets};
+use super::bind::Targets;
+use super::connect::Connecting;
+use super::race::Race;
 use super::{Closed, Command, Conn, End, Flow, State};
 use crate::core::Core;
 use crate::escape::Escaped;
 use crate::handshake::{decide, Next, Phase, Policy, Proto, Step, Target};
 use crate::parse::Parsed;
-use crate::reply::Reply;
-use crate::resolver::{Job, Refused};
+use crate::resolver::{Answer, Job, Refused};
 use crate::socks5;
 use log::{debug, info};
 use mio::Registry;
 use std::io::ErrorKind;
-use std::net::SocketAddr;
 
 impl Conn {
     fn phase(&self) -> Option<Phase> {
@@ -103,7 +103,7 @@ impl Conn {
                 // RFC 1961 §5 would need every datagram wrapped: not offered.
                 #[cfg(feature = "gssapi")]
                 Step::Udp { .. } if self.sealed.is_some() => {
-                    return self.fail(Proto::V5, Reply::CommandNotSupported, core)
+                    return self.fail(Proto::V5, crate::reply::Reply::CommandNotSupported, core)
                 }
                 Step::Udp { used, expect } => {
                     // Nothing may follow the request on a control connection.
@@ -160,37 +160,40 @@ impl Conn {
                 match cmd {
                     Command::Bind => self.open_bind(proto, Targets::One(sa), core, reg),
                     Command::Connect => {
-                        self.connect(Attempts::new(proto, Targets::One(sa), until, Reply::GeneralFailure), core, reg)
+                        self.enter(State::Connecting(Connecting::new(proto, Race::for_addr(sa, until))));
+                        self.race(core, reg)
                     }
                 }
             }
             Target::Name(name, port) => {
                 debug!("#{} {} {} {}:{}", self.id, self.peer, cmd.verb(), Escaped(name.as_bytes()), port);
-                let client = crate::clients::client_key(self.peer.ip());
-                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id, client };
+                let client = core.client_key(self.peer.ip());
+                let race = cmd == Command::Connect;
+                let job = Job { name, port, reactor: core.index, key: self.key, id: self.id, client, race };
                 if let Err(Refused(reply)) = core.shared.resolver.submit(job, core.now) {
                     return self.fail(proto, reply, core);
                 }
-                self.enter(State::Resolving { proto, cmd });
+                if race {
+                    self.enter(State::Connecting(Connecting::new(proto, Race::for_name(until))));
+                    return self.race(core, reg);
+                }
+                self.enter(State::Resolving(proto));
                 self.set_deadline(until, core);
                 self.flush_ctl()
             }
         }
     }
 
-    /// The resolver answered this connection's lookup.
-    pub fn on_resolved(&mut self, result: Result<Vec<SocketAddr>, Reply>, core: &mut Core, reg: &Registry) -> Flow {
+    /// The resolver answered one of this connection's lookups.
+    pub fn on_resolved(&mut self, answer: Answer, core: &mut Core, reg: &Registry) -> Flow {
         match self.state {
-            State::Resolving { proto, cmd } => match (result, cmd) {
-                (Ok(addrs), Command::Connect) => {
-                    let until = self.deadline.unwrap_or(core.now);
-                    self.connect(Attempts::new(proto, Targets::Many(addrs), until, Reply::HostUnreachable), core, reg)
-                }
-                (Ok(addrs), Command::Bind) => self.open_bind(proto, Targets::Many(addrs), core, reg),
-                (Err(reply), _) => self.fail(proto, reply, core),
+            State::Connecting(_) => self.race_answer(answer, core, reg),
+            State::Resolving(proto) => match answer.result {
+                Ok(addrs) => self.open_bind(proto, Targets::Many(addrs), core, reg),
+                Err(reply) => self.fail(proto, reply, core),
             },
             State::Udp(ref mut a) => {
-                a.on_resolved(result, self.key, core, reg);
+                a.on_resolved(answer.result, self.key, core, reg);
                 Ok(())
             }
             _ => Ok(()),

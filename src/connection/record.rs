@@ -49,7 +49,8 @@ fn state_index(s: &State) -> usize {
         State::Greeting | State::Auth | State::Request => 0,
         #[cfg(feature = "gssapi")]
         State::Gss(_) => 0,
-        State::Resolving { .. } => 1,
+        State::Resolving(_) => 1,
+        State::Connecting(c) if c.race.resolving() => 1,
         State::Connecting(_) => 2,
         State::Relaying => 3,
         State::BindWaiting { .. } => 4,

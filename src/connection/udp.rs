@@ -21,7 +21,8 @@ impl Conn {
             Ok(a) => a.ip().to_canonical(),
             Err(_) => return self.fail(Proto::V5, Reply::GeneralFailure, core),
         };
-        let opened = Assoc::open(local, self.peer.ip().to_canonical(), expect, &core.shared)
+        let client_key = core.client_key(self.peer.ip());
+        let opened = Assoc::open(local, self.peer.ip().to_canonical(), client_key, expect, &core.shared)
             .and_then(|mut a| a.register(self.key, reg).map(|()| a));
         let a = match opened {
             Ok(a) => a,
