@@ -7,7 +7,7 @@ use crate::auth::User;
 use crate::buffer::Pool;
 use crate::clients::Clients;
 use crate::config::Config;
-use crate::host::LocalCache;
+use crate::host::{LocalCache, OnLink};
 use crate::outbound::Source;
 use crate::pipe::PipePool;
 use crate::resolver::Resolver;
@@ -124,6 +124,8 @@ pub(crate) struct Core {
     pub lane: Option<usize>,
     /// Recent answers to "is this address the host itself?" (`self`).
     pub local: LocalCache,
+    /// This host's IPv6 prefixes, for counting IPv6 clients.
+    pub on_link: OnLink,
     /// This thread's counters (see stats.rs).
     pub stats: Stats,
     /// The rate limit on refusal and failed-login lines.
@@ -145,10 +147,17 @@ impl Core {
             budget: 4 * if shared.cfg.splice { PIPE_SIZE } else { size.max(16 * 1024) },
             lane: None,
             local: LocalCache::default(),
+            on_link: OnLink::default(),
             stats: Stats::default(),
             limit: RateLimit::default(),
             shared,
         }
+    }
+
+    /// The client `ip` is counted as (limits, the resolver's share).
+    pub fn client_key(&mut self, ip: IpAddr) -> IpAddr {
+        let (now, on_link) = (self.now, &mut self.on_link);
+        crate::clients::client_key(ip, |v6| on_link.contains(v6, now))
     }
 
     /// The destination rules, `--deny-dest self` included, for `addr`.

@@ -11,7 +11,7 @@
 //! thread for [`FRESH`], so a burst to one destination costs one check.
 
 use socket2::{Domain, SockAddr, Socket, Type};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// How long a locality answer is trusted: an address added to an
@@ -88,6 +88,31 @@ fn slot_of(a: &SocketAddr) -> usize {
     h as usize % SLOTS
 }
 
+/// This host's IPv6 prefixes (its interfaces' addresses with their
+/// prefix lengths), asked of the kernel at most once per [`FRESH`] and
+/// kept per reactor thread: whether an IPv6 client is on one of this
+/// host's own links (see [`crate::clients::client_key`]).
+#[derive(Default)]
+pub struct OnLink {
+    prefixes: Vec<(Ipv6Addr, u8)>,
+    at: Option<Instant>,
+}
+
+impl OnLink {
+    pub fn contains(&mut self, ip: Ipv6Addr, now: Instant) -> bool {
+        if self.at.is_none_or(|t| now.saturating_duration_since(t) >= FRESH) {
+            self.at = Some(now);
+            self.prefixes.clear();
+            crate::sys::each_interface_addr(|_, a, len| {
+                if let IpAddr::V6(v6) = a {
+                    self.prefixes.push((v6, len));
+                }
+            });
+        }
+        self.prefixes.iter().any(|&(net, len)| crate::acl::Cidr::new(IpAddr::V6(net), len).contains(IpAddr::V6(ip)))
+    }
+}
+
 /// An address of the other family on the interface that carries `near`:
 /// where a BIND for an IPv6 peer listens when the client came in over IPv4
 /// (and the reverse). Link-local IPv6 addresses are skipped: a reply has no
@@ -97,13 +122,13 @@ pub fn sibling_addr(near: IpAddr, want_v4: bool) -> Option<IpAddr> {
     let mut iface: Option<Vec<u8>> = None;
     let mut found: Option<IpAddr> = None;
     // Two passes over one snapshot: find the interface, then its address.
-    crate::sys::each_interface_addr(|name, ip| {
+    crate::sys::each_interface_addr(|name, ip, _| {
         if iface.is_none() && ip == near {
             iface = Some(name.to_vec());
         }
     });
     let iface = iface?;
-    crate::sys::each_interface_addr(|name, ip| {
+    crate::sys::each_interface_addr(|name, ip, _| {
         let usable = match ip {
             IpAddr::V4(_) => want_v4,
             IpAddr::V6(v6) => !want_v4 && (v6.segments()[0] & 0xffc0) != 0xfe80,

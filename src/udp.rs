@@ -61,6 +61,8 @@ pub(crate) struct Assoc {
     out4: Option<Udp>,
     out6: Option<Udp>,
     client_ip: IpAddr,
+    /// The client as the limits and the resolver count it.
+    client_key: IpAddr,
     /// Learned from the first datagram unless the request named it.
     client_port: Option<u16>,
     names: [Option<(Box<str>, IpAddr)>; NAME_CACHE],
@@ -130,9 +132,15 @@ impl Assoc {
     ///
     /// A client holds at most `--udp-ports-per-ip` ports of a
     /// `--udp-ports` range, so one client cannot take them all.
-    pub fn open(local_ip: IpAddr, client_ip: IpAddr, expect: Option<SocketAddr>, shared: &Shared) -> io::Result<Assoc> {
+    pub fn open(
+        local_ip: IpAddr,
+        client_ip: IpAddr,
+        client_key: IpAddr,
+        expect: Option<SocketAddr>,
+        shared: &Shared,
+    ) -> io::Result<Assoc> {
         let port_slot = match shared.cfg.udp_ports {
-            Some(_) => shared.clients.take(client_ip, Kind::UdpPort).map_err(|_| {
+            Some(_) => shared.clients.take(client_key, Kind::UdpPort).map_err(|_| {
                 io::Error::new(ErrorKind::AddrInUse, "this client holds its share of --udp-ports (--udp-ports-per-ip)")
             })?,
             None => None,
@@ -145,6 +153,7 @@ impl Assoc {
             out4: None,
             out6: None,
             client_ip,
+            client_key,
             client_port,
             names: Default::default(),
             next_name: 0,
@@ -277,8 +286,7 @@ impl Assoc {
         if self.parked.is_some() {
             return self.dropped();
         }
-        let client = crate::clients::client_key(self.client_ip);
-        let job = Job { name: name.into(), port, reactor: core.index, key, id, client };
+        let job = Job { name: name.into(), port, reactor: core.index, key, id, client: self.client_key, race: false };
         if core.shared.resolver.submit(job, core.now).is_err() {
             return self.dropped();
         }
