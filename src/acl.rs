@@ -2,7 +2,7 @@
 //! reached.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// An IP network, `ADDR/PREFIX` (a bare address is a /32 or /128).
@@ -22,6 +22,18 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network of `net` with `prefix` bits (at most the family's).
+    pub fn new(net: IpAddr, prefix: u8) -> Cidr {
+        let net = net.to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        Cidr { net, prefix: prefix.min(max) }
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.prefix
+    }
+
     /// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) match IPv4 rules, so a
     /// rule cannot be sidestepped by spelling an address the other way.
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -81,6 +93,47 @@ pub struct Acl {
     pub deny_dest: Vec<Cidr>,
     /// `--deny-dest self`: every address of this host, asked of the kernel when a rule is checked.
     pub deny_self: bool,
+    /// `--nat64-prefix`: network-specific NAT64 prefixes, beside the
+    /// well-known [`NAT64_WKP`].
+    pub nat64: Vec<Cidr>,
+}
+
+/// The well-known NAT64 prefix, 64:ff9b::/96 (RFC 6052 §2.1).
+pub const NAT64_WKP: Cidr = Cidr { net: IpAddr::V6(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0)), prefix: 96 };
+
+/// The prefix lengths RFC 6052 §2.2 defines for NAT64.
+pub const NAT64_LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
+
+/// The IPv4 address that `ip` embeds under the NAT64 `prefix` (RFC 6052
+/// §2.2): after the prefix, skipping bits 64 to 71, which are always zero
+/// ("u"); for a /96, the last 32 bits. `None` outside the prefix, or for a
+/// length §2.2 does not define.
+///
+/// ```
+/// use socksd::acl::{nat64_embedded, Cidr, NAT64_WKP};
+///
+/// let v4 = |s: &str, p: &str| nat64_embedded(s.parse().unwrap(), &p.parse().unwrap());
+/// // RFC 6052 §2.4's examples: 192.0.2.33 under 2001:db8::/32 and /64.
+/// assert_eq!(v4("2001:db8:c000:221::", "2001:db8::/32"), Some("192.0.2.33".parse().unwrap()));
+/// assert_eq!(v4("2001:db8:122:344:c0:2:2100:0", "2001:db8:122:344::/64"), Some("192.0.2.33".parse().unwrap()));
+/// assert_eq!(nat64_embedded("64:ff9b::192.0.2.33".parse().unwrap(), &NAT64_WKP), Some("192.0.2.33".parse().unwrap()));
+/// ```
+pub fn nat64_embedded(ip: Ipv6Addr, prefix: &Cidr) -> Option<Ipv4Addr> {
+    if !prefix.contains(IpAddr::V6(ip)) || !NAT64_LENGTHS.contains(&prefix.prefix) {
+        return None;
+    }
+    let b = ip.octets();
+    let at = usize::from(prefix.prefix / 8);
+    let octets: [u8; 4] = if at == 12 {
+        [b[12], b[13], b[14], b[15]]
+    } else {
+        // The 15 bytes without the "u" octet (byte 8).
+        let mut without_u = [0u8; 15];
+        without_u[..8].copy_from_slice(&b[..8]);
+        without_u[8..].copy_from_slice(&b[9..]);
+        [without_u[at], without_u[at + 1], without_u[at + 2], without_u[at + 3]]
+    };
+    Some(Ipv4Addr::from(octets))
 }
 
 /// The word `--deny-dest` takes for "this host".
@@ -103,24 +156,44 @@ impl Acl {
         self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
     }
 
+    /// The IPv4 address `ip` reaches through NAT64, if it is in the
+    /// well-known prefix or a `--nat64-prefix`.
+    pub fn nat64(&self, ip: IpAddr) -> Option<Ipv4Addr> {
+        let IpAddr::V6(v6) = ip.to_canonical() else { return None };
+        std::iter::once(&NAT64_WKP).chain(&self.nat64).find_map(|p| nat64_embedded(v6, p))
+    }
+
     /// The network rules alone: unspecified addresses never pass, deny
-    /// rules win, and with any `--allow-dest` only those networks pass.
-    /// `self` needs the kernel: see [`Acl::dest_allowed_at`].
+    /// rules win, and with any `--allow-dest` only those networks pass. An
+    /// address under a NAT64 prefix is also the IPv4 address it embeds:
+    /// the IPv4 rules hold for it too (a deny of either form denies; an
+    /// allow of either form allows). `self` needs the kernel: see
+    /// [`Acl::dest_allowed_at`].
     pub fn dest_allowed(&self, ip: IpAddr) -> bool {
-        if is_unspecified(ip) || self.deny_dest.iter().any(|c| c.contains(ip)) {
+        let v4 = self.nat64(ip).map(IpAddr::V4);
+        let forms = || std::iter::once(ip).chain(v4);
+        if forms().any(|a| is_unspecified(a) || self.deny_dest.iter().any(|c| c.contains(a))) {
             return false;
         }
-        self.allow_dest.is_empty() || self.allow_dest.iter().any(|c| c.contains(ip))
+        self.allow_dest.is_empty() || forms().any(|a| self.allow_dest.iter().any(|c| c.contains(a)))
     }
 
     /// Every rule, `self` included: `is_local` answers whether an address
-    /// belongs to this host, and is asked only when `self` is denied.
+    /// belongs to this host, and is asked only when `self` is denied (for
+    /// a NAT64 address, of the IPv4 address it embeds too).
     pub fn dest_allowed_at(
         &self,
         addr: std::net::SocketAddr,
-        is_local: impl FnOnce(std::net::SocketAddr) -> bool,
+        mut is_local: impl FnMut(std::net::SocketAddr) -> bool,
     ) -> bool {
-        self.dest_allowed(addr.ip()) && !(self.deny_self && is_local(addr))
+        if !self.dest_allowed(addr.ip()) {
+            return false;
+        }
+        if !self.deny_self {
+            return true;
+        }
+        let v4 = self.nat64(addr.ip()).map(|v4| std::net::SocketAddr::new(IpAddr::V4(v4), addr.port()));
+        !(is_local(addr) || v4.is_some_and(is_local))
     }
 }
 
@@ -159,7 +232,7 @@ mod tests {
             allow: vec![c("127.0.0.0/8")],
             allow_dest: vec![c("10.0.0.0/8")],
             deny_dest: vec![c("10.0.0.1")],
-            deny_self: false,
+            ..Acl::default()
         };
         assert!(acl.client_allowed(ip("127.0.0.5")));
         assert!(!acl.client_allowed(ip("192.0.2.1")));
@@ -176,6 +249,41 @@ mod tests {
             assert!(!open.dest_allowed(ip(a)), "{a}");
         }
         assert!(open.dest_allowed(ip("1.0.0.0")) && open.dest_allowed(ip("::2")));
+    }
+
+    /// RFC 6052 §2.4: 192.0.2.33 under each prefix length of §2.2.
+    #[test]
+    fn nat64_embedding_at_every_prefix_length() {
+        let want: Ipv4Addr = "192.0.2.33".parse().unwrap();
+        for (prefix, addr) in [
+            ("2001:db8::/32", "2001:db8:c000:221::"),
+            ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+            ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+            ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+            ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+            ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+            ("64:ff9b::/96", "64:ff9b::c000:221"),
+        ] {
+            let v6: Ipv6Addr = addr.parse().unwrap();
+            assert_eq!(nat64_embedded(v6, &c(prefix)), Some(want), "{addr} under {prefix}");
+        }
+        assert_eq!(nat64_embedded("2001:db9::1".parse().unwrap(), &c("2001:db8::/32")), None, "outside");
+        assert_eq!(nat64_embedded("2001:db8::1".parse().unwrap(), &c("2001:db8::/33")), None, "no such length");
+    }
+
+    #[test]
+    fn ipv4_rules_hold_under_nat64() {
+        let acl = Acl { deny_dest: vec![c("192.0.2.0/24")], nat64: vec![c("2001:db8:64::/96")], ..Acl::default() };
+        assert!(!acl.dest_allowed(ip("64:ff9b::192.0.2.33")), "the well-known prefix");
+        assert!(!acl.dest_allowed(ip("2001:db8:64::192.0.2.33")), "a network-specific prefix");
+        assert!(acl.dest_allowed(ip("64:ff9b::198.51.100.1")), "other IPv4 hosts");
+        assert!(!Acl::default().dest_allowed(ip("64:ff9b::")), "0.0.0.0 embedded is unspecified");
+        let only = Acl { allow_dest: vec![c("198.51.100.0/24")], ..Acl::default() };
+        assert!(only.dest_allowed(ip("64:ff9b::198.51.100.1")), "an IPv4 allow admits its NAT64 form");
+        assert!(!only.dest_allowed(ip("64:ff9b::192.0.2.1")));
+        let sa = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let router = Acl { deny_self: true, ..Acl::default() };
+        assert!(!router.dest_allowed_at(sa("[64:ff9b::c000:201]:80"), |a| a.ip() == ip("192.0.2.1")));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use crate::acl::{Acl, Cidr};
 use crate::auth::{self, User};
 use crate::flags::{self, Takes};
+use crate::values::{nat64_prefix, number, port_range, seconds};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,7 +23,6 @@ pub const MAX_BUFFER: usize = 1 << 20;
 const MAX_THREADS: usize = 256;
 /// TCP keepalive idle seconds without `--keepalive`.
 pub const DEFAULT_KEEPALIVE: u64 = 60;
-const MAX_SECONDS: u64 = 86_400;
 
 /// Everything the server needs to run. `Config::default()` is what the
 /// binary runs with no flags, except that it listens on port 0 is never
@@ -185,9 +185,7 @@ pub enum Action {
     Version,
 }
 
-/// A bad flag or value: one line for stderr; the binary exits with 2.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ArgError(pub String);
+pub use crate::values::ArgError;
 
 /// Checks what flags alone cannot: that `--outgoing-iface` names an
 /// interface that exists here.
@@ -198,47 +196,6 @@ pub fn validate(cfg: &Config) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Parses decimal seconds ("10", "0.5", "2.250") exactly, without floating
-/// point (whose parsing tables would cost a router build some 15 KB).
-fn parse_seconds(v: &str) -> Option<Duration> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if (int.is_empty() && frac.is_empty())
-        || frac.len() > 9
-        || !(int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()))
-    {
-        return None;
-    }
-    let secs: u64 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let nanos: u32 = if frac.is_empty() { 0 } else { frac.parse::<u32>().ok()? * 10u32.pow(9 - frac.len() as u32) };
-    Some(Duration::new(secs, nanos))
-}
-
-fn seconds(flag: &str, v: &str, allow_zero: bool) -> Result<Duration, ArgError> {
-    let bad = || ArgError(format!("invalid value for --{flag}: '{v}' (seconds, e.g. 10 or 0.5)"));
-    let d = parse_seconds(v).ok_or_else(bad)?;
-    if d > Duration::from_secs(MAX_SECONDS) || (d.is_zero() && !allow_zero) {
-        return Err(bad());
-    }
-    Ok(d)
-}
-
-fn number(flag: &str, v: &str, min: usize, max: usize) -> Result<usize, ArgError> {
-    match v.parse::<usize>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ArgError(format!("invalid value for --{flag}: '{v}' (a number from {min} to {max})"))),
-    }
-}
-
-fn port_range(v: &str) -> Result<(u16, u16), ArgError> {
-    let bad = || ArgError(format!("invalid value for --udp-ports: '{v}' (LOW-HIGH, 1 to 65535)"));
-    let (lo, hi) = v.split_once('-').ok_or_else(bad)?;
-    let (lo, hi): (u16, u16) = (lo.parse().map_err(|_| bad())?, hi.parse().map_err(|_| bad())?);
-    if lo == 0 || lo > hi {
-        return Err(bad());
-    }
-    Ok((lo, hi))
 }
 
 /// Parses the arguments after the program name.
@@ -346,6 +303,9 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
             let cidr: Cidr = v.parse().map_err(|e| ArgError(format!("invalid value for --{flag}: {e}")))?;
             list.push(cidr);
         }
+    }
+    for v in m.opt_strs("nat64-prefix") {
+        c.acl.nat64.push(nat64_prefix(&v)?);
     }
     c.auth_once = m.opt_present("auth-once");
     match (m.opt_present("splice"), m.opt_present("no-splice")) {
@@ -525,21 +485,12 @@ mod tests {
             &["--bind-timeout", "0"],
             &["--allow", "10.0.0.0/33"],
             &["--deny-dest", "router"],
+            &["--nat64-prefix", "64:ff9b::/95"],
+            &["--nat64-prefix", "10.0.0.0/8"],
+            &["--nat64-prefix", "64:ff9b::"],
         ] {
             let err = parse_args(args).unwrap_err();
             assert!(!err.0.contains('\n'), "{args:?}: {}", err.0);
-        }
-    }
-
-    #[test]
-    fn seconds_are_exact() {
-        assert_eq!(parse_seconds("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_seconds(".25"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_seconds("3."), Some(Duration::from_secs(3)));
-        assert_eq!(parse_seconds("1.000000001"), Some(Duration::new(1, 1)));
-        for bad in ["", ".", "-1", "1e3", "nan", "1.0000000001", "1,5", " 1", "0x10"] {
-            assert_eq!(parse_seconds(bad), None, "{bad}");
         }
     }
 

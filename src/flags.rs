@@ -97,6 +97,13 @@ pub(crate) const FLAGS: &[Flag] = &[
         "CIDR|self",
         "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
     ),
+    flag(
+        "",
+        "nat64-prefix",
+        Many,
+        "PREFIX",
+        "a NAT64 prefix whose addresses the IPv4 destination rules also cover, as 64:ff9b::/96 always is",
+    ),
     flag("", "no-socks4", Nothing, "", "refuse SOCKS4 and SOCKS4a"),
     flag("", "no-bind", Nothing, "", "refuse BIND (SOCKS4 and SOCKS5)"),
     flag("", "no-udp", Nothing, "", "refuse UDP ASSOCIATE"),

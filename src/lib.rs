@@ -30,6 +30,7 @@ pub mod gss_wire;
 pub mod acl;
 pub mod auth;
 mod flags;
+mod values;
 
 pub mod config;
 pub mod handshake;
