@@ -84,6 +84,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \tlist deny_dest '127.0.0.0/8'\n\
              \tlist deny_dest 'self'\n\
              \tlist allow_dest '0.0.0.0/0'\n\
+             \tlist nat64_prefix '2001:db8:64::/96'\n\
              \toption no_socks4 'yes'\n\
              \toption no_bind '0'\n\
              \toption no_udp 'off'\n\
@@ -135,6 +136,8 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "127.0.0.0/8",
         "--deny-dest",
         "self",
+        "--nat64-prefix",
+        "2001:db8:64::/96",
         "--threads",
         "2",
         "--bulk-threads",

@@ -2,6 +2,8 @@
 //! and sink targets, and small SOCKS clients written from the RFCs.
 #![allow(dead_code)]
 
+pub mod dns;
+
 use socksd::{Config, Server};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
