@@ -237,7 +237,9 @@ fn sixty_four_flooding_clients_leave_a_newcomer_served() {
 /// does not escape the limit).
 #[test]
 fn ipv6_hosts_on_a_link_count_alone_and_remote_ones_per_64() {
-    if !sandboxed("ipv6_hosts_on_a_link_count_alone_and_remote_ones_per_64") {
+    if skip_without_getifaddrs("ipv6_hosts_on_a_link_count_alone_and_remote_ones_per_64")
+        || !sandboxed("ipv6_hosts_on_a_link_count_alone_and_remote_ones_per_64")
+    {
         return;
     }
     // A LAN: this host has fd00:1::1/64, its neighbours ::a and ::b. A
