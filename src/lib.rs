@@ -29,6 +29,7 @@ pub mod gss_wire;
 // Policy: what is allowed, decided without I/O (config also reads files).
 pub mod acl;
 pub mod auth;
+mod fair;
 mod flags;
 mod values;
 
@@ -48,6 +49,9 @@ mod relay;
 mod gss;
 mod resolver;
 mod timer;
+
+// Listening sockets and their claims (set up as outbound.rs does).
+mod listen;
 
 // The engine's counters, shared context and token layout.
 mod stats;

@@ -34,10 +34,11 @@
 //!   running, and the queue at most [`MAX_QUEUE`];
 //! - a name that just failed fails at once for [`NEGATIVE_TTL`].
 
+use crate::fair::Fair;
 use crate::reply::Reply;
 pub(crate) use crate::sys::Family;
 use mio::Waker;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc::Sender;
@@ -112,20 +113,8 @@ struct Task {
     family: Family,
 }
 
-#[derive(Default)]
-struct Client {
-    queue: VecDeque<Task>,
-    running: usize,
-}
-
 struct Queue {
-    clients: HashMap<IpAddr, Client>,
-    /// Clients with queued lookups, in turn order.
-    turn: VecDeque<IpAddr>,
-    queued: usize,
-    running: usize,
-    /// Clients with a lookup running (`running` less this: the extras).
-    holders: usize,
+    jobs: Fair<Task>,
     /// Names that failed lately: (hash of name and family, until),
     /// direct-mapped.
     negative: Box<[Option<(u64, Instant)>]>,
@@ -169,57 +158,13 @@ impl Queue {
         matches!(self.negative[hash as usize % NEGATIVE_SLOTS], Some((h, until)) if h == hash && now < until)
     }
 
-    /// How many lookups a client may run now: one, and a quarter of the
-    /// free extras more.
-    fn share(&self) -> usize {
-        let extras = self.running - self.holders;
-        1 + EXTRA.saturating_sub(extras) / SHARE
-    }
-
-    /// The next lookup to run: of the client with the fewest running
-    /// (below its share), the first in turn among equals.
+    /// The next lookup to run, within the pool and the client's share:
+    /// one, and a quarter of the free extras more.
     fn pick(&mut self) -> Option<(IpAddr, Task)> {
-        if self.running >= MAX_WORKERS {
+        if self.jobs.running() >= MAX_WORKERS {
             return None;
         }
-        let share = self.share();
-        let mut best: Option<(usize, usize)> = None;
-        for (i, ip) in self.turn.iter().enumerate() {
-            let running = self.clients.get(ip).map_or(usize::MAX, |c| c.running);
-            if running < share && best.is_none_or(|(_, r)| running < r) {
-                best = Some((i, running));
-                if running == 0 {
-                    break;
-                }
-            }
-        }
-        let ip = self.turn.remove(best?.0)?;
-        let c = self.clients.get_mut(&ip)?;
-        let task = c.queue.pop_front()?;
-        c.running += 1;
-        if c.running == 1 {
-            self.holders += 1;
-        }
-        if !c.queue.is_empty() {
-            self.turn.push_back(ip);
-        }
-        self.queued -= 1;
-        self.running += 1;
-        Some((ip, task))
-    }
-
-    /// A lookup of `client` has ended.
-    fn done(&mut self, client: IpAddr) {
-        self.running -= 1;
-        if let Some(c) = self.clients.get_mut(&client) {
-            c.running -= 1;
-            if c.running == 0 {
-                self.holders -= 1;
-                if c.queue.is_empty() {
-                    self.clients.remove(&client);
-                }
-            }
-        }
+        self.jobs.pick(1 + EXTRA.saturating_sub(self.jobs.extras()) / SHARE)
     }
 }
 
@@ -228,11 +173,7 @@ impl Resolver {
     pub fn start(outlets: Vec<Outlet>) -> std::io::Result<Resolver> {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
-                clients: HashMap::with_capacity(64),
-                turn: VecDeque::with_capacity(64),
-                queued: 0,
-                running: 0,
-                holders: 0,
+                jobs: Fair::default(),
                 negative: vec![None; NEGATIVE_SLOTS].into_boxed_slice(),
                 workers: MIN_WORKERS,
                 idle: 0,
@@ -256,26 +197,20 @@ impl Resolver {
         let families: &[Family] = if job.race { &[Family::V6, Family::V4] } else { &[Family::Any] };
         let hashes: Vec<u64> = families.iter().map(|&f| self.inner.name_hash(&job.name, f)).collect();
         let mut q = self.inner.lock();
-        if q.stop || q.queued + families.len() > MAX_QUEUE {
+        if q.stop || q.jobs.queued() + families.len() > MAX_QUEUE {
             return Err(Refused(Reply::GeneralFailure));
         }
         if hashes.iter().all(|&h| q.failed_lately(h, now)) {
             return Err(Refused(Reply::HostUnreachable));
         }
-        let c = q.clients.entry(job.client).or_default();
-        if c.queue.len() + c.running + families.len() > INFLIGHT_PER_CLIENT {
+        if q.jobs.held(job.client) + families.len() > INFLIGHT_PER_CLIENT {
             return Err(Refused(Reply::GeneralFailure));
         }
-        let waiting = !c.queue.is_empty();
         let name: Arc<str> = job.name.into();
         for &family in families {
             let (port, reactor, key, id) = (job.port, job.reactor, job.key, job.id);
-            c.queue.push_back(Task { name: name.clone(), port, reactor, key, id, family });
+            q.jobs.push(job.client, Task { name: name.clone(), port, reactor, key, id, family });
         }
-        if !waiting {
-            q.turn.push_back(job.client);
-        }
-        q.queued += families.len();
         // A thread for each lookup that may run now.
         for _ in 0..families.len() {
             if q.idle > q.signalled {
@@ -295,24 +230,12 @@ impl Resolver {
     /// its connection is gone. One already running finishes, and its
     /// answer is dropped.
     pub fn cancel(&self, client: IpAddr, reactor: usize, key: usize, id: u64) {
-        let mut q = self.inner.lock();
-        let Some(c) = q.clients.get_mut(&client) else { return };
-        let before = c.queue.len();
-        c.queue.retain(|t| !(t.reactor == reactor && t.key == key && t.id == id));
-        let removed = before - c.queue.len();
-        let (empty, idle) = (c.queue.is_empty(), c.running == 0);
-        q.queued -= removed;
-        if removed > 0 && empty {
-            q.turn.retain(|ip| *ip != client);
-            if idle {
-                q.clients.remove(&client);
-            }
-        }
+        self.inner.lock().jobs.cancel(client, |t| t.reactor == reactor && t.key == key && t.id == id);
     }
 
     /// Lookups waiting for a thread (not counting running ones).
     pub fn queued(&self) -> usize {
-        self.inner.lock().queued
+        self.inner.lock().jobs.queued()
     }
 
     pub fn stop(&self) {
@@ -341,7 +264,7 @@ fn worker(inner: &Inner) {
             q = guard;
             q.idle -= 1;
             q.signalled = q.signalled.saturating_sub(1);
-            if timeout.timed_out() && q.workers > MIN_WORKERS && q.queued == 0 {
+            if timeout.timed_out() && q.workers > MIN_WORKERS && q.jobs.queued() == 0 {
                 q.workers -= 1;
                 return;
             }
@@ -359,7 +282,7 @@ fn worker(inner: &Inner) {
             }
             r
         };
-        q.done(client);
+        q.jobs.done(client);
         drop(q);
         if let Some(outlet) = inner.outlets.get(task.reactor) {
             let outlet = outlet.lock().unwrap_or_else(|e| e.into_inner());
@@ -434,11 +357,7 @@ mod tests {
 
     fn queue() -> Queue {
         Queue {
-            clients: HashMap::new(),
-            turn: VecDeque::new(),
-            queued: 0,
-            running: 0,
-            holders: 0,
+            jobs: Fair::default(),
             negative: vec![None; NEGATIVE_SLOTS].into_boxed_slice(),
             workers: 0,
             idle: 0,
@@ -448,13 +367,7 @@ mod tests {
     }
 
     fn push(q: &mut Queue, client: &str, id: u64) {
-        let ip: IpAddr = client.parse().unwrap();
-        let c = q.clients.entry(ip).or_default();
-        if c.queue.is_empty() {
-            q.turn.push_back(ip);
-        }
-        c.queue.push_back(task(id));
-        q.queued += 1;
+        q.jobs.push(client.parse().unwrap(), task(id));
     }
 
     /// Clients flooding lookups that never end, arriving one after the
@@ -472,25 +385,11 @@ mod tests {
                 // The pool takes what the shares let it; nothing ends.
                 while q.pick().is_some() {}
             }
-            assert!(q.running - q.holders <= EXTRA, "{flooders} flooders: {} extras", q.running - q.holders);
-            assert!(q.running < MAX_WORKERS, "{flooders} flooders fill the pool ({})", q.running);
+            assert!(q.jobs.extras() <= EXTRA, "{flooders} flooders: {} extras", q.jobs.extras());
+            assert!(q.jobs.running() < MAX_WORKERS, "{flooders} flooders fill the pool ({})", q.jobs.running());
             push(&mut q, "192.0.2.1", 0);
             let (ip, _) = q.pick().expect("the newcomer runs");
             assert_eq!(ip, "192.0.2.1".parse::<IpAddr>().unwrap(), "{flooders} flooders");
         }
-    }
-
-    /// Among clients that wait, the one with the fewest running goes
-    /// first, then each in turn.
-    #[test]
-    fn fewest_running_first_then_in_turn() {
-        let mut q = queue();
-        push(&mut q, "10.0.0.1", 1);
-        push(&mut q, "10.0.0.1", 2);
-        push(&mut q, "10.0.0.2", 3);
-        let order: Vec<u64> = std::iter::from_fn(|| q.pick().map(|(_, t)| t.id)).collect();
-        assert_eq!(order, [1, 3, 2]);
-        q.done("10.0.0.1".parse().unwrap());
-        assert_eq!(q.running, 2);
     }
 }
