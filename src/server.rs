@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::core::Shared;
 use crate::fds;
 use crate::lanes::Lanes;
-use crate::outbound;
+use crate::listen::{listen_on, Claim};
 use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
 use crate::stats::{Collect, Stats};
@@ -15,15 +15,12 @@ use crate::token::WAKER;
 use log::{info, warn};
 use mio::net::TcpListener;
 use mio::{Poll, Waker};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-const BACKLOG: i32 = 1024;
 
 /// A running server. Dropping it stops it.
 pub struct Server {
@@ -34,108 +31,6 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// "socksd serves this address", held while the server runs.
     _claims: Vec<Claim>,
-}
-
-fn bind_listener(addr: SocketAddr, keepalive: Option<std::time::Duration>) -> io::Result<TcpListener> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    sock.set_reuse_address(true)?;
-    // Each reactor binds its own socket; the kernel spreads connections.
-    // Another process may join only if it deliberately does the same (see
-    // `Claim` and --reuse-port).
-    sock.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        // [::]:1080 and 0.0.0.0:1080 can then be listened on side by side.
-        sock.set_only_v6(true)?;
-    }
-    // Accepted sockets inherit TCP_NODELAY and keepalive from the listener
-    // on Linux: a few setsockopts here instead of per client.
-    sock.set_tcp_nodelay(true)?;
-    if let Some(idle) = keepalive {
-        outbound::set_keepalive(&sock, idle)?;
-    }
-    sock.set_nonblocking(true)?;
-    sock.bind(&SockAddr::from(addr))?;
-    sock.listen(BACKLOG)?;
-    Ok(TcpListener::from_std(sock.into()))
-}
-
-/// Fails if a socket that does not share ports (no SO_REUSEPORT) could
-/// not bind `addr` now: some process already serves it.
-fn probe_free(addr: SocketAddr) -> io::Result<()> {
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    // Ignore connections of an earlier run lingering in TIME_WAIT.
-    sock.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
-    sock.bind(&SockAddr::from(addr))
-}
-
-/// A process-wide claim on a listen address: on Linux an abstract Unix
-/// socket named after it, which the kernel releases when the process ends
-/// however it ends (no file to clean up). SO_REUSEPORT would let a second
-/// socksd on the same address share its port silently; the claim makes
-/// that an error unless every instance opts in with --reuse-port.
-struct Claim {
-    #[cfg(target_os = "linux")]
-    _sock: std::os::unix::net::UnixDatagram,
-}
-
-impl Claim {
-    #[cfg(target_os = "linux")]
-    fn take(addr: SocketAddr) -> io::Result<Claim> {
-        use std::os::linux::net::SocketAddrExt;
-        let name = format!("socksd/{addr}");
-        let ua = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-        Ok(Claim { _sock: std::os::unix::net::UnixDatagram::bind_addr(&ua)? })
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn take(_addr: SocketAddr) -> io::Result<Claim> {
-        Ok(Claim {})
-    }
-}
-
-fn in_use(addr: SocketAddr, why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::AddrInUse, format!("listen on {addr}: address in use ({why})"))
-}
-
-/// Binds one listener per thread on `want`, refusing an address another
-/// process serves. Returns the listeners, the bound address (port 0
-/// resolved) and the claim to hold, if any.
-fn listen_on(
-    want: SocketAddr,
-    threads: usize,
-    cfg: &Config,
-) -> io::Result<(Vec<TcpListener>, SocketAddr, Option<Claim>)> {
-    let mut claim = None;
-    if want.port() != 0 {
-        if cfg.reuse_port {
-            // Joining is fine only if whoever serves it opted in too.
-            Claim::take(want).map_err(|_| in_use(want, "a socksd without --reuse-port serves it"))?;
-        } else {
-            claim = Some(Claim::take(want).map_err(|_| in_use(want, "another socksd serves it"))?);
-            probe_free(want).map_err(|e| {
-                in_use(want, &format!("{e}; --reuse-port shares a port between socksd processes that all opt in"))
-            })?;
-        }
-    }
-    let bind = |a| bind_listener(a, cfg.keepalive).map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")));
-    let first = bind(want)?;
-    // With port 0 the kernel picks a port; the other threads join it.
-    let addr = first.local_addr()?;
-    if want.port() == 0 && !cfg.reuse_port {
-        claim = Some(Claim::take(addr).map_err(|_| in_use(addr, "another socksd serves it"))?);
-    }
-    let mut ls = vec![first];
-    for _ in 1..threads {
-        ls.push(bind(addr)?);
-    }
-    if cfg.reuse_port && Claim::take(addr).is_err() {
-        // An exclusive instance started meanwhile; it keeps the address.
-        return Err(in_use(addr, "a socksd without --reuse-port serves it"));
-    }
-    Ok((ls, addr, claim))
 }
 
 /// Descriptors socksd may spend on clients: the open-file limit less a
@@ -182,7 +77,7 @@ impl Server {
         let mut addrs = Vec::with_capacity(cfg.listen.len());
         let mut claims = Vec::new();
         for &want in &cfg.listen {
-            let (ls, addr, claim) = listen_on(want, threads, &cfg)?;
+            let (ls, addr, claim) = listen_on(want, threads, cfg.reuse_port, cfg.keepalive)?;
             for (l, per_thread) in ls.into_iter().zip(listeners.iter_mut()) {
                 per_thread.push(l);
             }
@@ -325,6 +220,11 @@ impl Server {
         self.shared.max_conns
     }
 
+    /// The users in force now.
+    pub fn users(&self) -> Vec<User> {
+        self.shared.users().to_vec()
+    }
+
     /// Replaces the users; connections already past authentication are
     /// not affected.
     pub fn set_users(&self, users: Vec<User>) {
@@ -374,8 +274,8 @@ impl Drop for Server {
 }
 
 /// `--gssapi`: the acceptor credentials (a missing or unreadable keytab
-/// fails the start, not the first client) and the worker thread, with a
-/// channel to each reactor.
+/// fails the start, not the first client), one per worker thread, and the
+/// threads, with a channel to each reactor.
 #[cfg(feature = "gssapi")]
 #[allow(clippy::type_complexity)]
 fn gss_worker(
@@ -387,7 +287,9 @@ fn gss_worker(
 )> {
     use crate::gss::worker::{Outlet, Worker};
     let Some(g) = &cfg.gssapi else { return Ok((None, Default::default())) };
-    let cred = crate::gss::Cred::acceptor(g.keytab.as_deref(), &g.service)
+    let creds = (0..crate::gss::worker::threads())
+        .map(|_| crate::gss::Cred::acceptor(g.keytab.as_deref(), &g.service))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| io::Error::other(format!("--gssapi: {e}")))?;
     let mut outlets = Vec::new();
     let mut rxs = std::collections::VecDeque::new();
@@ -396,6 +298,6 @@ fn gss_worker(
         outlets.push(Outlet { tx, waker: w.clone() });
         rxs.push_back(rx);
     }
-    info!("GSS-API: accepting as {} (protection granted: {:?})", g.service, g.levels);
-    Ok((Some(Worker::start(cred, outlets)?), rxs))
+    info!("GSS-API: accepting as {} on {} threads (protection granted: {:?})", g.service, creds.len(), g.levels);
+    Ok((Some(Worker::start(creds, outlets)?), rxs))
 }

@@ -7,7 +7,7 @@ use super::{Closed, Conn, End, Flow, State};
 use crate::core::Core;
 use crate::escape::Escaped;
 use crate::gss::sealed::Sealed;
-use crate::gss::worker::{Done, Job};
+use crate::gss::worker::{Done, Job, Refused};
 use crate::gss::{Accepted, Context};
 use crate::gss_wire::{self as wire, Level, Mtyp};
 use crate::parse::Parsed;
@@ -55,6 +55,13 @@ impl Session {
     }
 }
 
+impl Session {
+    /// A context step is with the worker threads (to be cancelled on close).
+    pub(super) fn stepping(&self) -> bool {
+        self.ctx.is_none() && !self.established
+    }
+}
+
 impl Conn {
     /// Refuses with the abort message (RFC 1961 §3), then closes.
     fn gss_abort(&mut self, core: &mut Core) -> Flow {
@@ -84,7 +91,7 @@ impl Conn {
                 let ctx = s.ctx.take().unwrap_or_default();
                 if level != Level::None {
                     let sealed = Sealed::new(ctx, level == Level::Confidentiality).map_err(|e| {
-                        info!("#{} {} GSS-API: {e}", self.id, self.peer);
+                        info!("#{} {} GSS-API: {}", self.id, self.peer, Escaped(e.as_bytes()));
                         Closed::AuthFailed
                     })?;
                     self.sealed = Some(Box::new(sealed));
@@ -113,9 +120,20 @@ impl Conn {
                     let Some(ctx) = s.ctx.take() else { return Ok(()) };
                     let job = Job { reactor: core.index, key: self.key, id: self.id, ctx, token: token.into() };
                     self.up.consume(used);
-                    let Some(worker) = core.shared.gss.as_ref() else { return self.gss_abort(core) };
-                    if worker.submit(job).is_err() {
-                        info!("#{} {} GSS-API: the worker's queue is full", self.id, self.peer);
+                    let client = core.client_key(self.peer.ip());
+                    let shared = core.shared.clone();
+                    let Some(worker) = shared.gss.as_ref() else { return self.gss_abort(core) };
+                    if let Err(why) = worker.submit(client, job) {
+                        // Rate-limited, like every line a flood could multiply.
+                        if core.limit.allow(core.now) {
+                            let what = match why {
+                                Refused::Client => "this client has its share of the GSS-API threads' queue",
+                                Refused::Full => "the GSS-API threads' queue is full",
+                            };
+                            info!("#{} {} GSS-API: refused: {what}", self.id, self.peer);
+                        } else {
+                            core.stats.log_suppressed += 1;
+                        }
                         return self.gss_abort(core);
                     }
                     return Ok(());
@@ -182,8 +200,12 @@ impl Conn {
                 }
             }
             Err(e) => {
+                // The library's text quotes the client's ticket (its
+                // service name and realm): escaped like any client text.
                 if core.limit.allow(core.now) {
-                    info!("#{} {} GSS-API authentication failed: {e}", self.id, self.peer);
+                    info!("#{} {} GSS-API authentication failed: {}", self.id, self.peer, Escaped(e.as_bytes()));
+                } else {
+                    core.stats.log_suppressed += 1;
                 }
                 return self.gss_abort(core);
             }
@@ -233,8 +255,27 @@ impl Conn {
         self.flush_ctl()?;
         let (Some(s), Some(t)) = (self.sealed.as_mut(), self.target.as_mut()) else { return Err(Closed::Eof) };
         let budget = core.budget;
-        let up =
-            s.pump_up(&mut self.client, t, budget).map_err(|f| super::relaying::fault(f, End::Client, End::Target))?;
+        // Frames the client sent right behind its request may still be in
+        // the handshake buffer (a --buffer-size above one frame holds
+        // more than the frame window takes at once): they go first, as
+        // the window makes room, before anything more is read.
+        let mut up = crate::relay::Pumped { bytes: 0, more: false };
+        loop {
+            let n = s.take_raw(self.up.pending());
+            self.up.consume(n);
+            let hold = !self.up.is_empty();
+            let p = s
+                .pump_up(&mut self.client, t, budget, hold)
+                .map_err(|f| super::relaying::fault(f, End::Client, End::Target))?;
+            up.bytes += p.bytes;
+            up.more |= p.more;
+            // Done with the leftovers, or the window is full until the
+            // target takes more.
+            if !hold || p.bytes == 0 {
+                break;
+            }
+        }
+        self.up.release_if_empty(&mut core.pool);
         let down = if self.ctl.is_empty() {
             s.pump_down(t, &mut self.client, budget).map_err(|f| super::relaying::fault(f, End::Target, End::Client))?
         } else {

@@ -228,6 +228,13 @@ impl Conn {
             let client = core.client_key(self.peer.ip());
             core.shared.resolver.cancel(client, core.index, self.key, self.id);
         }
+        #[cfg(feature = "gssapi")]
+        if matches!(&self.state, State::Gss(s) if s.stepping()) {
+            let client = core.client_key(self.peer.ip());
+            if let Some(w) = core.shared.gss.as_ref() {
+                w.cancel(client, core.index, self.key, self.id);
+            }
+        }
         self.up.release(&mut core.pool, core.pipes.as_mut());
         self.down.release(&mut core.pool, core.pipes.as_mut());
     }
@@ -304,7 +311,7 @@ impl Conn {
     fn queue(&mut self, core: &mut Core) {
         if !self.queued {
             self.queued = true;
-            core.ready.push(self.key);
+            core.ready.push((self.key, self.id));
         }
     }
 

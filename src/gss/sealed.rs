@@ -267,8 +267,10 @@ impl Sealed {
         self.up_end == End::Shut && self.down_end == End::Shut
     }
 
-    /// Client to target: read frames, unwrap, write plaintext.
-    pub fn pump_up(&mut self, src: &mut Side, dst: &mut Side, budget: usize) -> Result<Pumped, Fault> {
+    /// Client to target: read frames, unwrap, write plaintext. With
+    /// `hold`, nothing is read from `src`: bytes read before (the
+    /// handshake buffer's) are still to come first.
+    pub fn pump_up(&mut self, src: &mut Side, dst: &mut Side, budget: usize, hold: bool) -> Result<Pumped, Fault> {
         let mut bytes = 0;
         loop {
             if !self.up_plain.is_empty() {
@@ -281,6 +283,9 @@ impl Sealed {
             self.open().map_err(Fault::Read)?;
             if !self.up_plain.is_empty() {
                 continue;
+            }
+            if hold {
+                break;
             }
             match refill(src, dst, &mut self.up_in, &mut self.up_end, bytes, budget)? {
                 Refill::Read => {}
