@@ -146,6 +146,33 @@ pub(crate) fn lookup(name: &str, family: Family, max: usize) -> Option<Vec<IpAdd
     (!out.is_empty()).then_some(out)
 }
 
+/// This process's effective user id.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The user id of the process at the other end of a Unix socket (as it
+/// was when that end connected or listened), if the kernel tells.
+#[cfg(target_os = "linux")]
+pub(crate) fn peer_uid(sock: &impl std::os::fd::AsRawFd) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the call (the caller borrows its
+    // owner); `cred` and `len` live on our stack and the kernel writes at
+    // most `len` bytes.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
+}
+
 /// Whether an interface of this name exists.
 pub(crate) fn interface_exists(name: &str) -> bool {
     let Ok(name) = CString::new(name) else { return false };
