@@ -38,6 +38,38 @@ impl User {
     }
 }
 
+/// The text of a users file, size-checked.
+fn read_users_text(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX_USERS_FILE {
+        return Err(format!("{}: larger than {MAX_USERS_FILE} bytes", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(text))
+}
+
+/// One line of a users file: a user, nothing (blank or comment), or why
+/// it is wrong.
+fn parse_line(line: &str) -> Result<Option<User>, String> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let trimmed = line.trim_start_matches([' ', '\t']);
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let user = User::parse(line)?;
+    let bad = |b: &u8| b.is_ascii_control();
+    if user.name.iter().any(|b| bad(b) || *b == b' ') {
+        return Err("a name may not contain whitespace or control characters".into());
+    }
+    if user.pass.iter().any(bad) {
+        return Err("a password may not contain control characters".into());
+    }
+    if user.pass.last() == Some(&b' ') {
+        return Err("the password ends with a space (trailing spaces would be part of it)".into());
+    }
+    Ok(Some(user))
+}
+
 /// Reads a users file, one `NAME:PASSWORD` a line.
 ///
 /// - A UTF-8 byte-order mark at the start is skipped, and so is a CR at
@@ -55,32 +87,12 @@ impl User {
 ///
 /// Errors name the file and line.
 pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > MAX_USERS_FILE {
-        return Err(format!("{}: larger than {MAX_USERS_FILE} bytes", path.display()));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = read_users_text(path)?;
     let mut users: Vec<User> = Vec::new();
     let mut lines: Vec<usize> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let at = |e: String| format!("{}:{}: {e}", path.display(), i + 1);
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let trimmed = line.trim_start_matches([' ', '\t']);
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let user = User::parse(line).map_err(at)?;
-        let bad = |b: &u8| b.is_ascii_control();
-        if user.name.iter().any(|b| bad(b) || *b == b' ') {
-            return Err(at("a name may not contain whitespace or control characters".into()));
-        }
-        if user.pass.iter().any(bad) {
-            return Err(at("a password may not contain control characters".into()));
-        }
-        if user.pass.last() == Some(&b' ') {
-            return Err(at("the password ends with a space (trailing spaces would be part of it)".into()));
-        }
+        let Some(user) = parse_line(line).map_err(at)? else { continue };
         if let Some(j) = users.iter().position(|u| u.name == user.name) {
             return Err(at(format!("user '{}' is already defined on line {}", Escaped(&user.name), lines[j])));
         }
@@ -91,6 +103,56 @@ pub fn load_users_file(path: &Path) -> Result<Vec<User>, String> {
         return Err(format!("{}: no users (an empty users file would turn authentication off)", path.display()));
     }
     Ok(users)
+}
+
+/// What re-reading the users file (SIGHUP) gives.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// The file was read whole: the users now (`--user` ones included).
+    Loaded(Vec<User>),
+    /// The file has an error (`why`). Revocations apply all the same: of
+    /// the current users, those the file no longer holds unchanged (name
+    /// and password) are dropped (`revoked`); the others stay (`users`).
+    /// New users and passwords wait for a file without errors. Two things
+    /// keep every current user instead: a file that cannot be read at all
+    /// (nothing is known of it), and one that would leave nobody, which
+    /// would turn authentication off (`kept_all`).
+    Failed {
+        /// The file's error, with its line.
+        why: String,
+        /// The users that stay.
+        users: Vec<User>,
+        /// The names of those dropped.
+        revoked: Vec<Vec<u8>>,
+        /// Every current user stayed (an unreadable file, or none left).
+        kept_all: bool,
+    },
+}
+
+/// Re-reads `path` for `current` users, `flag_users` (from `--user`)
+/// always staying. Why a failed reload still revokes: the users file is
+/// where an operator takes access away, and a typo elsewhere in the file
+/// must not keep a user he just removed logging in; adding never happens
+/// from a file with errors, so a failed reload can only take away.
+pub fn reload_users(path: &Path, flag_users: &[User], current: &[User]) -> Reload {
+    let why = match load_users_file(path).and_then(|more| {
+        check_unique(flag_users, &more)?;
+        Ok(more)
+    }) {
+        Ok(more) => return Reload::Loaded(flag_users.iter().cloned().chain(more).collect()),
+        Err(why) => why,
+    };
+    let keep_all = |why: String| Reload::Failed { why, users: current.to_vec(), revoked: Vec::new(), kept_all: true };
+    let Ok(text) = read_users_text(path) else { return keep_all(why) };
+    // The file's good lines; a name on two lines is not trusted either way.
+    let good: Vec<User> = text.lines().filter_map(|l| parse_line(l).ok().flatten()).collect();
+    let once = |u: &User| good.iter().filter(|g| g.name == u.name).count() == 1 && good.contains(u);
+    let (users, gone): (Vec<User>, Vec<User>) =
+        current.iter().cloned().partition(|u| flag_users.contains(u) || once(u));
+    if users.is_empty() && !current.is_empty() {
+        return keep_all(why);
+    }
+    Reload::Failed { why, users, revoked: gone.into_iter().map(|u| u.name).collect(), kept_all: false }
 }
 
 /// Fails if a name is defined both by `--user` and in the users file (or
@@ -169,7 +231,27 @@ mod tests {
             let err = load_users_file(&dir).unwrap_err();
             assert!(err.contains(why), "{text:?}: {err}");
         }
+        // A failed reload: revocations apply, nothing is added, and
+        // authentication never turns off.
+        let u = |s: &str| User::parse(s).unwrap();
+        let current = vec![u("alice:one"), u("bob:two"), u("carol:three")];
+        std::fs::write(&dir, "alice:one\nbroken\ncarol:new\ndave:four\n").unwrap();
+        match reload_users(&dir, &[], &current) {
+            Reload::Failed { why, users, revoked, kept_all: false } => {
+                assert!(why.ends_with(":2: expected NAME:PASSWORD"), "{why}");
+                assert_eq!(users, [u("alice:one")], "bob removed, carol's password changed, dave new");
+                assert_eq!(revoked, [b"bob".to_vec(), b"carol".to_vec()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&dir, "broken\n").unwrap();
+        assert!(matches!(reload_users(&dir, &[], &current), Reload::Failed { kept_all: true, .. }), "never off");
+        std::fs::write(&dir, "alice:one\nalice:one\n").unwrap();
+        assert!(matches!(reload_users(&dir, &[], &current), Reload::Failed { kept_all: true, .. }), "ambiguous");
+        std::fs::write(&dir, "bob:two\n").unwrap();
+        assert_eq!(reload_users(&dir, &[u("x:y")], &current), Reload::Loaded(vec![u("x:y"), u("bob:two")]));
         std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(reload_users(&dir, &[], &current), Reload::Failed { kept_all: true, .. }), "unreadable");
         let a = User::parse("a:1").unwrap();
         assert!(check_unique(std::slice::from_ref(&a), &[User::parse("a:2").unwrap()]).is_err());
         assert!(check_unique(&[a.clone(), a.clone()], &[]).is_err());

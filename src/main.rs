@@ -7,6 +7,7 @@ mod logging;
 mod signals;
 
 use signals::Signal;
+use socksd::escape::Escaped;
 use socksd::{auth, Server};
 use std::process::exit;
 
@@ -100,22 +101,29 @@ fn main() {
                     info!("SIGHUP: no --users-file to re-read; --auth-once addresses forgotten");
                     continue;
                 };
-                // A file with no users, a duplicate name or a file caught
-                // mid-rewrite is an error: the old users stay.
-                match auth::load_users_file(path).and_then(|more| {
-                    auth::check_unique(&flag_users, &more)?;
-                    Ok(more)
-                }) {
-                    Ok(more) => {
-                        let mut users = flag_users.clone();
-                        users.extend(more);
+                // In effect before it is said: a client that reads the
+                // line may rely on it. Setting users forgets the
+                // --auth-once addresses too (earned against the old ones).
+                match auth::reload_users(path, &flag_users, &server.users()) {
+                    auth::Reload::Loaded(users) => {
                         let n = users.len();
-                        // In effect before it is said: a client that reads
-                        // the line may rely on the new users.
                         server.set_users(users);
-                        info!("SIGHUP: {n} users loaded");
+                        info!("SIGHUP: {n} users loaded; --auth-once addresses forgotten");
                     }
-                    Err(e) => error!("SIGHUP: {e}; keeping the current users"),
+                    auth::Reload::Failed { why, users, revoked, kept_all } => {
+                        let n = users.len();
+                        server.set_users(users);
+                        let now = if kept_all {
+                            format!("all {n} previous users stay active (the file leaves none it can be trusted for)")
+                        } else {
+                            let names: Vec<String> = revoked.iter().map(|r| Escaped(r).to_string()).collect();
+                            let gone = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+                            format!("{n} previous users stay active, revoked now: {gone}")
+                        };
+                        error!(
+                            "SIGHUP: {why}; the reload failed: {now}; new users and passwords wait for a file without errors; --auth-once addresses forgotten"
+                        );
+                    }
                 }
             }
         }
