@@ -116,14 +116,29 @@ pub struct GssConfig {
 
 #[cfg(feature = "gssapi")]
 impl GssConfig {
-    /// Whether `principal` may use the proxy.
+    /// Whether `principal` (its display name, `name@REALM`) may use the
+    /// proxy. `@REALM` matches the principal's realm exactly: the part
+    /// after its last unescaped `@` (a `@` inside a name or realm is
+    /// displayed as `\@`), so `x\@A.ORG@B.ORG` is in B.ORG, not A.ORG.
     pub fn admits(&self, principal: &str) -> bool {
+        let realm = realm_of(principal);
         self.allow.is_empty()
-            || self
-                .allow
-                .iter()
-                .any(|a| if a.starts_with('@') { principal.ends_with(a.as_str()) } else { a == principal })
+            || self.allow.iter().any(|a| match a.strip_prefix('@') {
+                Some(r) => realm == Some(r),
+                None => a == principal,
+            })
     }
+}
+
+/// The realm of a principal's display name: after its last `@` that no
+/// backslash escapes.
+#[cfg(feature = "gssapi")]
+fn realm_of(display: &str) -> Option<&str> {
+    let b = display.as_bytes();
+    (0..b.len()).rev().find_map(|i| {
+        let escapes = b[..i].iter().rev().take_while(|&&c| c == b'\\').count();
+        (b[i] == b'@' && escapes % 2 == 0).then(|| &display[i + 1..])
+    })
 }
 
 impl Config {
@@ -449,6 +464,22 @@ mod tests {
         assert_eq!(c.acl.allow.len(), 2);
         assert_eq!(c.acl.deny_dest.len(), 1);
         assert!(c.auth_once);
+    }
+
+    /// Review 2, item 7: `@REALM` is the principal's realm, not a suffix
+    /// of its display name.
+    #[cfg(feature = "gssapi")]
+    #[test]
+    fn gssapi_allow_matches_the_realm_exactly() {
+        let g = GssConfig { allow: vec!["@GOOD.ORG".into(), "bob@B.ORG".into()], ..GssConfig::default() };
+        assert!(g.admits("alice@GOOD.ORG"));
+        assert!(g.admits("host/a.example@GOOD.ORG"));
+        assert!(g.admits("x\\@y@GOOD.ORG"), "an escaped @ in the name");
+        assert!(!g.admits("alice@EVIL\\@GOOD.ORG"), "a realm ending in an escaped @GOOD.ORG");
+        assert!(!g.admits("alice@NOTGOOD.ORG"));
+        assert!(!g.admits("x\\@GOOD.ORG@EVIL.ORG"), "GOOD.ORG inside the name, realm EVIL.ORG");
+        assert!(g.admits("bob@B.ORG") && !g.admits("bob@B.ORG.EVIL"));
+        assert!(GssConfig::default().admits("anyone@ANY"));
     }
 
     #[test]

@@ -115,7 +115,9 @@ pub(crate) struct Core {
     pub pipes: Option<PipePool>,
     pub timers: Timers,
     /// Connections whose relay budget ran out, to resume next round.
-    pub ready: Vec<usize>,
+    /// Keyed by slab key and connection id, like timer entries: an entry
+    /// whose slot now holds another connection is skipped.
+    pub ready: Vec<(usize, u64)>,
     pub now: Instant,
     pub scratch: Box<[u8]>,
     /// Bytes one direction may move before yielding to other connections.

@@ -104,7 +104,7 @@ impl Reactor {
             crate::sys::request_slice(FRONT_SLICE_NS);
         }
         let mut events = Events::with_capacity(1024);
-        let mut resume: Vec<usize> = Vec::with_capacity(256);
+        let mut resume: Vec<(usize, u64)> = Vec::with_capacity(256);
         while !self.core.shared.stop.load(Ordering::Acquire) {
             let timeout = self.timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -147,8 +147,8 @@ impl Reactor {
             // Connections that yielded: swap lists so that ones yielding
             // again land in the next round, not this one.
             std::mem::swap(&mut resume, &mut self.core.ready);
-            for key in resume.drain(..) {
-                if let Some(c) = self.conns.get_mut(key) {
+            for (key, id) in resume.drain(..) {
+                if let Some(c) = self.conns.get_mut(key).filter(|c| c.id() == id) {
                     let flow = c.resume(&mut self.core, self.poll.registry());
                     self.settle(key, flow);
                 }
@@ -330,14 +330,17 @@ impl Reactor {
             return self.close(key, why);
         }
         let Some(c) = self.conns.get(key) else { return };
+        // Counted once handed over: a hand-off refused at shutdown closes
+        // the connection instead.
         match self.core.lane {
             None if !self.lanes.is_empty() && c.wants_bulk_lane() => {
-                self.core.stats.bulk_moved += 1;
-                self.hand_off(key, Lanes::to_lane, "a bulk lane");
+                let moved = self.hand_off(key, Lanes::to_lane, "a bulk lane");
+                self.core.stats.bulk_moved += u64::from(moved);
             }
             Some(i) if c.wants_front() => {
-                self.core.stats.bulk_returned += 1;
-                if self.hand_off(key, Lanes::to_front, "an accepting reactor") {
+                let moved = self.hand_off(key, Lanes::to_front, "an accepting reactor");
+                self.core.stats.bulk_returned += u64::from(moved);
+                if moved {
                     self.lanes.left(i);
                 }
             }
