@@ -208,10 +208,13 @@ fn sighup_rereads_users_file() {
     assert_eq!(common::s5_login(proxy, "alice", "two").1, 0);
     assert_eq!(common::s5_login(proxy, "root", "flag").1, 0, "flag users kept");
 
+    // A file without a good line: what it no longer holds is revoked,
+    // the --user one stays.
     std::fs::write(&path, "broken line\n").unwrap();
     p.signal(libc::SIGHUP);
-    p.wait_for("keeping the current users");
-    assert_eq!(common::s5_login(proxy, "alice", "two").1, 0);
+    p.wait_for("the reload failed: 1 previous users stay active, revoked now: alice");
+    assert_ne!(common::s5_login(proxy, "alice", "two").1, 0);
+    assert_eq!(common::s5_login(proxy, "root", "flag").1, 0);
     common::echo_check(&mut held, b"still here");
     std::fs::remove_file(&path).unwrap();
 }
@@ -263,7 +266,7 @@ fn users_file_with_no_users_or_duplicates_is_refused() {
     for text in ["", "# all users removed by mistake\n", "dup:a\ndup:b\n"] {
         std::fs::write(&path, text).unwrap();
         proc.signal(libc::SIGHUP);
-        proc.wait_for("keeping the current users");
+        proc.wait_for("the reload failed: all 1 previous users stay active");
         // Authentication is still required, and the old user still works.
         let mut s = common::connect(proxy);
         s.write_all(&[5, 1, 0]).unwrap();
@@ -272,6 +275,38 @@ fn users_file_with_no_users_or_duplicates_is_refused() {
         assert_eq!(m, [5, 0xFF], "after {text:?}: no-auth refused");
         assert_eq!(common::s5_login(proxy, "alice", "one").1, 0);
     }
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Review 2, item 6: a reload that fails on a bad line still revokes the
+/// user the operator removed (and a changed password's old one), forgets
+/// the --auth-once addresses, and says what stays; a file that would
+/// leave nobody keeps everybody (authentication never turns off).
+#[test]
+fn a_failed_reload_still_revokes_and_says_what_stays() {
+    let path = std::env::temp_dir().join(format!("socksd-cli-revoke-{}", std::process::id()));
+    std::fs::write(&path, "alice:one\nbob:two\n").unwrap();
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "--users-file", path.to_str().unwrap(), "--auth-once"]);
+    let proxy = p.listening();
+    assert_eq!(common::s5_login(proxy, "bob", "two").1, 0);
+    let no_auth = || {
+        let mut s = common::connect(proxy);
+        s.write_all(&[5, 1, 0]).unwrap();
+        let mut m = [0u8; 2];
+        std::io::Read::read_exact(&mut s, &mut m).unwrap();
+        m[1]
+    };
+    assert_eq!(no_auth(), 0, "--auth-once: the address may skip the password");
+    // bob removed, and a typo on another line.
+    std::fs::write(&path, "alice:one\ncarol nopassword\n").unwrap();
+    p.signal(libc::SIGHUP);
+    let line = p.wait_for("the reload failed");
+    assert!(line.contains(":2: expected NAME:PASSWORD"), "where: {line}");
+    assert!(line.contains("1 previous users stay active, revoked now: bob"), "{line}");
+    assert!(line.contains("--auth-once addresses forgotten"), "{line}");
+    assert_eq!(no_auth(), 0xFF, "the address must log in again");
+    assert_ne!(common::s5_login(proxy, "bob", "two").1, 0, "the removed user is out");
+    assert_eq!(common::s5_login(proxy, "alice", "one").1, 0, "the others stay");
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -322,6 +357,98 @@ fn second_instance_on_the_same_address_fails() {
     let out = run(&["-l", "127.0.0.1:0", "-l", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("given twice"));
+}
+
+/// Review 2, item 5: the exclusive claim covers overlapping addresses: a
+/// `--reuse-port` instance on 127.0.0.1:P beside an exclusive one on
+/// 0.0.0.0:P (which it would take loopback clients from) fails, and the
+/// reverse; exclusive instances on two addresses of one port coexist.
+#[test]
+fn the_claim_covers_overlapping_addresses() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let any = format!("0.0.0.0:{port}");
+    let lo = format!("127.0.0.1:{port}");
+    let wide = Proc::spawn(&["--listen", &any]);
+    wide.listening();
+    let out = run(&["--listen", &lo, "--reuse-port"]);
+    assert_eq!(out.status.code(), Some(1), "a --reuse-port instance inside an exclusive wildcard");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("serves {any}, which overlaps it")), "{err}");
+    drop(wide);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (lo, lo2, any) = (format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}"), format!("0.0.0.0:{port}"));
+    let narrow = Proc::spawn(&["--listen", &lo]);
+    narrow.listening();
+    let out = run(&["--listen", &any, "--reuse-port"]);
+    assert_eq!(out.status.code(), Some(1), "a --reuse-port wildcard over an exclusive address");
+    let other = Proc::spawn(&["--listen", &lo2]);
+    assert_eq!(other.listening().to_string(), lo2, "another address of the port: no overlap");
+}
+
+/// Review 2, item 4: the claim's name (an abstract socket, which any
+/// local user can bind) taken by another user does not stop socksd, even
+/// on a port that user could not listen on. The squatter is this test
+/// again, run as nobody.
+#[test]
+fn another_users_socket_on_the_claim_name_does_not_stop_socksd() {
+    const TEST: &str = "another_users_socket_on_the_claim_name_does_not_stop_socksd";
+    if let Ok(name) = std::env::var("SOCKSD_SQUAT") {
+        return squat(&name);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        common::cannot_run(TEST, "needs root to run a squatter as another user");
+        return;
+    }
+    if common::skip_under_emulation(TEST, "it runs the test binary again as another user") {
+        return;
+    }
+    for kind in ["stream", "datagram"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut squatter = common::ChildGuard(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+                .env("SOCKSD_SQUAT", format!("{kind} socksd/{addr}"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut out = String::new();
+        let mut r = std::io::BufReader::new(squatter.0.stdout.as_mut().unwrap());
+        while !out.contains("bound") {
+            out.clear();
+            assert!(std::io::BufRead::read_line(&mut r, &mut out).unwrap() > 0, "the squatter ended");
+        }
+        let p = Proc::spawn(&["--listen", &addr]);
+        let start = p.lines_until("listening on ");
+        assert!(start.last().unwrap().ends_with(&addr), "{kind}: socksd starts: {start:?}");
+        // A stream socket is what a claim is: socksd goes on without one,
+        // and says so. (Abstract names are per socket type: a datagram
+        // socket of the name is no obstacle at all.)
+        let said = start.iter().any(|l| l.contains("another user holds socksd's claim name"));
+        assert_eq!(said, kind == "stream", "{start:?}");
+    }
+}
+
+/// The squatter: as nobody, binds the abstract name `name` ("KIND NAME"),
+/// says so, and holds it until its stdin closes.
+fn squat(spec: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    let (kind, name) = spec.split_once(' ').unwrap();
+    // SAFETY: setgid and setuid change only this process's credentials.
+    assert!(unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 });
+    let ua = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let _held: Box<dyn std::any::Any> = if kind == "stream" {
+        Box::new(std::os::unix::net::UnixListener::bind_addr(&ua).unwrap())
+    } else {
+        Box::new(std::os::unix::net::UnixDatagram::bind_addr(&ua).unwrap())
+    };
+    println!("bound");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut rest);
 }
 
 /// CR/LF and escape sequences in a requested name or a user name cannot

@@ -587,3 +587,212 @@ fn throughput_by_level() {
         eprintln!("level {level}: {:.2} Gbit/s ({:.2} of direct)", gbit(d), direct.as_secs_f64() / d.as_secs_f64());
     }
 }
+
+/// DER's tag-length-value (lengths below 64 KiB).
+fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+    let n = body.len();
+    let mut v = vec![tag];
+    match n {
+        0..=0x7F => v.push(n as u8),
+        0x80..=0xFF => v.extend([0x81, n as u8]),
+        _ => v.extend([0x82, (n >> 8) as u8, n as u8]),
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+/// A Kerberos AP-REQ (RFC 4120 §5.5.1) for the service `sname` in `realm`
+/// whose ticket no KDC issued, as the first GSS-API token (RFC 1964
+/// §1.1): what an unauthenticated client can send to put its own words
+/// into the library's error text.
+fn forged_ap_req(sname: &[&[u8]], realm: &[u8]) -> Vec<u8> {
+    let int = |n: u8| der(0x02, &[n]);
+    let ctx = |n: u8, body: Vec<u8>| der(0xA0 + n, &body);
+    let enc = || der(0x30, &[ctx(0, int(18)), ctx(1, int(1)), ctx(2, der(0x04, &[0u8; 64]))].concat());
+    let names: Vec<u8> = sname.iter().flat_map(|c| der(0x1B, c)).collect();
+    let principal = der(0x30, &[ctx(0, int(2)), ctx(1, der(0x30, &names))].concat());
+    let ticket =
+        der(0x61, &der(0x30, &[ctx(0, int(5)), ctx(1, der(0x1B, realm)), ctx(2, principal), ctx(3, enc())].concat()));
+    let options = der(0x03, &[0, 0, 0, 0, 0]);
+    let ap_req = der(
+        0x6E,
+        &der(0x30, &[ctx(0, int(5)), ctx(1, int(14)), ctx(2, options), ctx(3, ticket), ctx(4, enc())].concat()),
+    );
+    let krb5 = [0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+    der(0x60, &[&krb5[..], &[0x01, 0x00], &ap_req].concat())
+}
+
+/// Review 2, item 1: the library's error text quotes the client's ticket
+/// (its service name and realm); it is escaped like any client text, so
+/// a hand-made ticket cannot forge log lines or drive a terminal.
+#[test]
+fn a_forged_ticket_cannot_forge_log_lines() {
+    let Some(k) = kdc("a_forged_ticket_cannot_forge_log_lines") else { return };
+    let mut child = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--gssapi"])
+        .arg("--gssapi-keytab")
+        .arg(&k.keytab)
+        .env_remove("RUST_LOG")
+        .envs(k.env())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _guard = ChildGuard(child);
+    let end = Instant::now() + IO_TIMEOUT;
+    let next = || lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("a log line");
+    let proxy: SocketAddr = loop {
+        if let Some(a) = next().strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    let mut s = connect(proxy);
+    s.write_all(&[5, 1, 1]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    let token = forged_ap_req(&[b"rcmd", b"\r\x1b[2J\x1b[31mFORGED-LINE\x1b[0m"], b"SOCKSD.TEST");
+    s.write_all(&frame(1, &token)).unwrap();
+    assert_eq!(read_frame(&mut s, 1).err(), Some(Refused::Abort));
+    let line = loop {
+        let l = next();
+        if l.contains("GSS-API authentication failed") {
+            break l;
+        }
+    };
+    println!("{line}");
+    assert!(!line.contains(['\r', '\x1b']), "raw control bytes in the log: {line:?}");
+    assert!(line.contains("\\x0d\\x1b[2J\\x1b[31mFORGED-LINE"), "the client's text, escaped: {line:?}");
+}
+
+/// Review 2, item 2: one address flooding context tokens gets its share
+/// of the GSS-API threads (its further steps refused at once, and said so
+/// at most as often as the rate limit lets), while another client's
+/// negotiation goes through.
+#[test]
+fn one_address_cannot_fill_the_gss_threads() {
+    let Some(k) = kdc("one_address_cannot_fill_the_gss_threads") else { return };
+    let mut child = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--gssapi"])
+        .arg("--gssapi-keytab")
+        .arg(&k.keytab)
+        .env_remove("RUST_LOG")
+        .envs(k.env())
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _guard = ChildGuard(child);
+    let proxy: SocketAddr = loop {
+        let l = lines.recv_timeout(IO_TIMEOUT).expect("a log line");
+        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    // A real client's first token, replayed by the flooder: the library
+    // decrypts and checks every copy before calling it a replay.
+    let (token, _) = GssInitiator::new("rcmd@localhost").step(&[]).unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        let mut s = connect_from("127.0.0.2:0", proxy);
+        let mut msg = vec![5, 1, 1];
+        msg.extend(frame(1, &token));
+        s.write_all(&msg).unwrap();
+        flood.push(s);
+    }
+    let t = Instant::now();
+    let c = login(proxy, "rcmd@localhost", NONE);
+    println!("a negotiation beside the flood: {:?}", t.elapsed());
+    assert!(c.is_ok(), "another client's negotiation goes through");
+    drop(flood);
+    let started = Instant::now();
+    let mut refused = 0;
+    while let Ok(l) = lines.recv_timeout(std::time::Duration::from_millis(500)) {
+        if l.contains("GSS-API: refused: this client has its share") {
+            refused += 1;
+        }
+    }
+    let allowed = 20 + 10 * (started.elapsed().as_secs() as usize + 2);
+    println!("refusal lines: {refused} (rate limit: {allowed})");
+    assert!(refused > 0, "the flooder's steps beyond its share are refused");
+    assert!(refused <= allowed, "{refused} refusal lines: not rate-limited");
+}
+
+/// Bytes waiting in the receive queue of the TCP connection from
+/// `client` to `server` (this host's /proc/net/tcp).
+fn rx_queue(server: SocketAddr, client: SocketAddr) -> usize {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
+        SocketAddr::V6(_) => unreachable!("IPv4 only"),
+    };
+    let (local, remote) = (hex(server), hex(client));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&local.as_str()) && f.get(2) == Some(&remote.as_str()))
+                .then(|| usize::from_str_radix(f[4].split(':').nth(1).unwrap(), 16).unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// Review 2, item 3: bytes a client pipelines right behind its request
+/// on a protected connection are relayed whole, whatever --buffer-size
+/// (a buffer above one frame held more than the frame window takes at
+/// once, and the rest was lost). The server is stopped while the client
+/// writes, so that its first read takes the request and what follows it
+/// at once, as a busy server's would.
+#[test]
+fn pipelined_frames_survive_a_large_buffer() {
+    // In namespaces of its own: a receive buffer that holds the whole
+    // write (the default one holds about one frame).
+    if !sandboxed("pipelined_frames_survive_a_large_buffer") {
+        return;
+    }
+    sh("echo '4096 1048576 33554432' >/proc/sys/net/ipv4/tcp_rmem");
+    let Some(k) = kdc("pipelined_frames_survive_a_large_buffer") else { return };
+    for buffer in ["16384", "262144"] {
+        let (child, proxy) = serve(
+            program(BIN)
+                .args(["--listen", "127.0.0.1:0", "--threads", "1", "--buffer-size", buffer, "--gssapi"])
+                .args(["--gssapi-protection", "integrity", "--gssapi-keytab"])
+                .arg(&k.keytab)
+                .envs(k.env()),
+        );
+        let pid = child.0.id() as libc::pid_t;
+        let echo = echo_server("127.0.0.1:0");
+        let mut c = login(proxy, "rcmd@localhost", INTEGRITY).unwrap();
+        // The request and 200 kB behind it, in one write.
+        let data = Rng(17).bytes(200_000);
+        let mut out = Vec::new();
+        let mut tok = vec![0u8; 70_000];
+        let mut wrap = |msg: &[u8], out: &mut Vec<u8>| {
+            let n = c.gss.context().wrap_into(false, msg, &mut tok).unwrap();
+            out.extend(frame(3, &tok[..n]));
+        };
+        wrap(&s5_request(1, &addr_bytes(echo)), &mut out);
+        for chunk in data.chunks(30_000) {
+            wrap(chunk, &mut out);
+        }
+        // SAFETY: kill has no memory effects; the pid is our child's.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let mut w = c.s.try_clone().unwrap();
+        let total = out.len();
+        let writer = std::thread::spawn(move || w.write_all(&out).unwrap());
+        let me = c.s.local_addr().unwrap();
+        let end = Instant::now() + IO_TIMEOUT;
+        // What the kernel holds for the stopped server: more than a frame.
+        while rx_queue(proxy, me) < 100_000.min(total) {
+            assert!(Instant::now() < end, "the stopped server's receive queue did not fill");
+            std::thread::yield_now();
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        writer.join().unwrap();
+        let reply = c.recv_sealed().expect("a reply");
+        assert_eq!(reply[1], 0, "--buffer-size {buffer}");
+        assert!(c.recv(data.len()) == data, "--buffer-size {buffer}: the pipelined bytes came back changed");
+    }
+}
