@@ -82,15 +82,104 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// A destination rule (`--allow-dest`, `--deny-dest`): a network, and
+/// perhaps a port or a port range.
+///
+/// ```text
+/// 10.0.0.0/8            the network, every port
+/// 0.0.0.0/0:25          every IPv4 host, port 25
+/// [2001:db8::/32]:1-1023  an IPv6 network (in brackets with a port), ports 1-1023
+/// *:25                  every host of both families, port 25
+/// ```
+///
+/// ```
+/// use socksd::acl::DestRule;
+///
+/// let smtp: DestRule = "*:25".parse().unwrap();
+/// assert!(smtp.contains("192.0.2.1:25".parse().unwrap(), true));
+/// assert!(smtp.contains("[2001:db8::1]:25".parse().unwrap(), true));
+/// assert!(!smtp.contains("192.0.2.1:587".parse().unwrap(), true));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DestRule {
+    /// `None`: every address of both families.
+    net: Option<Cidr>,
+    /// Inclusive; `None`: every port.
+    ports: Option<(u16, u16)>,
+}
+
+impl DestRule {
+    /// Whether `addr` is covered. A port of 0 is not known (the peer a
+    /// BIND expects often names none): a rule with ports then matches
+    /// only if `unknown_port_matches`.
+    pub fn contains(&self, addr: std::net::SocketAddr, unknown_port_matches: bool) -> bool {
+        let net = self.net.is_none_or(|n| n.contains(addr.ip()));
+        let port = match (self.ports, addr.port()) {
+            (None, _) => true,
+            (Some(_), 0) => unknown_port_matches,
+            (Some((lo, hi)), p) => (lo..=hi).contains(&p),
+        };
+        net && port
+    }
+}
+
+impl From<Cidr> for DestRule {
+    fn from(net: Cidr) -> DestRule {
+        DestRule { net: Some(net), ports: None }
+    }
+}
+
+impl FromStr for DestRule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DestRule, String> {
+        let bad_ports = || format!("bad port or port range in '{s}' (PORT or LOW-HIGH, 1 to 65535)");
+        let ports = |p: &str| -> Result<(u16, u16), String> {
+            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+            let (lo, hi): (u16, u16) = (lo.parse().map_err(|_| bad_ports())?, hi.parse().map_err(|_| bad_ports())?);
+            if lo == 0 || lo > hi {
+                return Err(bad_ports());
+            }
+            Ok((lo, hi))
+        };
+        if let Some(p) = s.strip_prefix("*:") {
+            return Ok(DestRule { net: None, ports: Some(ports(p)?) });
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (net, p) = rest.split_once("]:").ok_or_else(|| format!("'{s}' is not [IPv6 NETWORK]:PORT"))?;
+            return Ok(DestRule { net: Some(net.parse()?), ports: Some(ports(p)?) });
+        }
+        // An IPv6 network holds colons: a port needs the brackets.
+        match s.rsplit_once(':') {
+            Some((net, p)) if !net.contains(':') => Ok(DestRule { net: Some(net.parse()?), ports: Some(ports(p)?) }),
+            _ => Ok(DestRule { net: Some(s.parse()?), ports: None }),
+        }
+    }
+}
+
+impl fmt::Display for DestRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.net, self.ports) {
+            (None, _) => f.write_str("*")?,
+            (Some(n), Some(_)) if n.net.is_ipv6() => write!(f, "[{n}]")?,
+            (Some(n), _) => write!(f, "{n}")?,
+        }
+        match self.ports {
+            Some((lo, hi)) if lo == hi => write!(f, ":{lo}"),
+            Some((lo, hi)) => write!(f, ":{lo}-{hi}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The rules from `--allow`, `--allow-dest` and `--deny-dest`.
 #[derive(Debug, Clone, Default)]
 pub struct Acl {
     /// `--allow`: client networks served (all when empty).
     pub allow: Vec<Cidr>,
     /// `--allow-dest`: destinations allowed (all when empty).
-    pub allow_dest: Vec<Cidr>,
+    pub allow_dest: Vec<DestRule>,
     /// `--deny-dest`: destinations refused, before `allow_dest`.
-    pub deny_dest: Vec<Cidr>,
+    pub deny_dest: Vec<DestRule>,
     /// `--deny-dest self`: every address of this host, asked of the kernel when a rule is checked.
     pub deny_self: bool,
     /// `--nat64-prefix`: network-specific NAT64 prefixes, beside the
@@ -151,6 +240,16 @@ pub fn is_unspecified(ip: IpAddr) -> bool {
 }
 
 impl Acl {
+    /// Only loopback clients are served (`--allow` names loopback
+    /// networks alone): no open proxy whatever the listen address.
+    pub fn loopback_clients_only(&self) -> bool {
+        !self.allow.is_empty()
+            && self.allow.iter().all(|c| match c.net {
+                IpAddr::V4(n) => n.is_loopback() && c.prefix >= 8,
+                IpAddr::V6(n) => n.is_loopback() && c.prefix == 128,
+            })
+    }
+
     /// With no `--allow`, every client is served.
     pub fn client_allowed(&self, ip: IpAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip))
@@ -163,19 +262,20 @@ impl Acl {
         std::iter::once(&NAT64_WKP).chain(&self.nat64).find_map(|p| nat64_embedded(v6, p))
     }
 
-    /// The network rules alone: unspecified addresses never pass, deny
-    /// rules win, and with any `--allow-dest` only those networks pass. An
-    /// address under a NAT64 prefix is also the IPv4 address it embeds:
-    /// the IPv4 rules hold for it too (a deny of either form denies; an
-    /// allow of either form allows). `self` needs the kernel: see
-    /// [`Acl::dest_allowed_at`].
-    pub fn dest_allowed(&self, ip: IpAddr) -> bool {
-        let v4 = self.nat64(ip).map(IpAddr::V4);
-        let forms = || std::iter::once(ip).chain(v4);
-        if forms().any(|a| is_unspecified(a) || self.deny_dest.iter().any(|c| c.contains(a))) {
+    /// The network and port rules alone: unspecified addresses never
+    /// pass, deny rules win, and with any `--allow-dest` only what they
+    /// cover passes. An address under a NAT64 prefix is also the IPv4
+    /// address it embeds: the IPv4 rules hold for it too (a deny of either
+    /// form denies; an allow of either form allows). Port 0 (not known)
+    /// meets no deny rule with ports, and every allow rule with ports.
+    /// `self` needs the kernel: see [`Acl::dest_allowed_at`].
+    pub fn dest_allowed(&self, addr: std::net::SocketAddr) -> bool {
+        let v4 = self.nat64(addr.ip()).map(|v4| std::net::SocketAddr::new(IpAddr::V4(v4), addr.port()));
+        let forms = || std::iter::once(addr).chain(v4);
+        if forms().any(|a| is_unspecified(a.ip()) || self.deny_dest.iter().any(|r| r.contains(a, false))) {
             return false;
         }
-        self.allow_dest.is_empty() || forms().any(|a| self.allow_dest.iter().any(|c| c.contains(a)))
+        self.allow_dest.is_empty() || forms().any(|a| self.allow_dest.iter().any(|r| r.contains(a, true)))
     }
 
     /// Every rule, `self` included: `is_local` answers whether an address
@@ -186,7 +286,7 @@ impl Acl {
         addr: std::net::SocketAddr,
         mut is_local: impl FnMut(std::net::SocketAddr) -> bool,
     ) -> bool {
-        if !self.dest_allowed(addr.ip()) {
+        if !self.dest_allowed(addr) {
             return false;
         }
         if !self.deny_self {
@@ -205,6 +305,13 @@ mod tests {
         s.parse().unwrap()
     }
     fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+    /// `ip` at port 80, for the destination rules.
+    fn at(s: &str) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(ip(s), 80)
+    }
+    fn r(s: &str) -> DestRule {
         s.parse().unwrap()
     }
 
@@ -230,25 +337,60 @@ mod tests {
     fn rules() {
         let acl = Acl {
             allow: vec![c("127.0.0.0/8")],
-            allow_dest: vec![c("10.0.0.0/8")],
-            deny_dest: vec![c("10.0.0.1")],
+            allow_dest: vec![r("10.0.0.0/8")],
+            deny_dest: vec![r("10.0.0.1")],
             ..Acl::default()
         };
         assert!(acl.client_allowed(ip("127.0.0.5")));
         assert!(!acl.client_allowed(ip("192.0.2.1")));
-        assert!(acl.dest_allowed(ip("10.0.0.2")));
-        assert!(!acl.dest_allowed(ip("10.0.0.1")));
-        assert!(!acl.dest_allowed(ip("192.0.2.1")));
-        assert!(Acl::default().client_allowed(ip("::1")) && Acl::default().dest_allowed(ip("::1")));
+        assert!(acl.dest_allowed(at("10.0.0.2")));
+        assert!(!acl.dest_allowed(at("10.0.0.1")));
+        assert!(!acl.dest_allowed(at("192.0.2.1")));
+        assert!(Acl::default().client_allowed(ip("::1")) && Acl::default().dest_allowed(at("::1")));
+    }
+
+    #[test]
+    fn loopback_only_allow_lists() {
+        let only =
+            |v: &[&str]| Acl { allow: v.iter().map(|s| c(s)).collect(), ..Acl::default() }.loopback_clients_only();
+        assert!(only(&["127.0.0.0/8"]) && only(&["127.0.0.1", "::1"]));
+        assert!(!only(&[]) && !only(&["127.0.0.0/7"]) && !only(&["127.0.0.0/8", "10.0.0.0/8"]) && !only(&["::/0"]));
     }
 
     #[test]
     fn unspecified_never_passes() {
         let open = Acl::default();
         for a in ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "::ffff:0.9.9.9"] {
-            assert!(!open.dest_allowed(ip(a)), "{a}");
+            assert!(!open.dest_allowed(at(a)), "{a}");
         }
-        assert!(open.dest_allowed(ip("1.0.0.0")) && open.dest_allowed(ip("::2")));
+        assert!(open.dest_allowed(at("1.0.0.0")) && open.dest_allowed(at("::2")));
+    }
+
+    #[test]
+    fn port_rules() {
+        let sa = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        for (rule, shown) in [
+            ("0.0.0.0/0:25", "0.0.0.0/0:25"),
+            ("*:25", "*:25"),
+            ("*:1-1023", "*:1-1023"),
+            ("[2001:db8::/32]:443", "[2001:db8::/32]:443"),
+            ("2001:db8::/32", "2001:db8::/32"),
+            ("10.0.0.0/8", "10.0.0.0/8"),
+        ] {
+            assert_eq!(r(rule).to_string(), shown);
+        }
+        for bad in ["*:0", "*:2-1", "*:", "10.0.0.0/8:x", "[::1]", "[::1]:70000", "*"] {
+            assert!(bad.parse::<DestRule>().is_err(), "{bad}");
+        }
+        let acl = Acl { deny_dest: vec![r("*:25"), r("[::1]:22")], ..Acl::default() };
+        assert!(!acl.dest_allowed(sa("192.0.2.1:25")) && !acl.dest_allowed(sa("[2001:db8::1]:25")));
+        assert!(acl.dest_allowed(sa("192.0.2.1:587")));
+        assert!(!acl.dest_allowed(sa("[::1]:22")) && acl.dest_allowed(sa("[::1]:80")));
+        assert!(!acl.dest_allowed(sa("[64:ff9b::c000:201]:25")), "through NAT64 too");
+        assert!(acl.dest_allowed(sa("192.0.2.1:0")), "an unknown port meets no deny rule with ports");
+        let web = Acl { allow_dest: vec![r("*:80"), r("*:443")], ..Acl::default() };
+        assert!(web.dest_allowed(sa("192.0.2.1:443")) && !web.dest_allowed(sa("192.0.2.1:22")));
+        assert!(web.dest_allowed(sa("192.0.2.1:0")), "and every allow rule with ports");
     }
 
     /// RFC 6052 §2.4: 192.0.2.33 under each prefix length of §2.2.
@@ -273,14 +415,14 @@ mod tests {
 
     #[test]
     fn ipv4_rules_hold_under_nat64() {
-        let acl = Acl { deny_dest: vec![c("192.0.2.0/24")], nat64: vec![c("2001:db8:64::/96")], ..Acl::default() };
-        assert!(!acl.dest_allowed(ip("64:ff9b::192.0.2.33")), "the well-known prefix");
-        assert!(!acl.dest_allowed(ip("2001:db8:64::192.0.2.33")), "a network-specific prefix");
-        assert!(acl.dest_allowed(ip("64:ff9b::198.51.100.1")), "other IPv4 hosts");
-        assert!(!Acl::default().dest_allowed(ip("64:ff9b::")), "0.0.0.0 embedded is unspecified");
-        let only = Acl { allow_dest: vec![c("198.51.100.0/24")], ..Acl::default() };
-        assert!(only.dest_allowed(ip("64:ff9b::198.51.100.1")), "an IPv4 allow admits its NAT64 form");
-        assert!(!only.dest_allowed(ip("64:ff9b::192.0.2.1")));
+        let acl = Acl { deny_dest: vec![r("192.0.2.0/24")], nat64: vec![c("2001:db8:64::/96")], ..Acl::default() };
+        assert!(!acl.dest_allowed(at("64:ff9b::192.0.2.33")), "the well-known prefix");
+        assert!(!acl.dest_allowed(at("2001:db8:64::192.0.2.33")), "a network-specific prefix");
+        assert!(acl.dest_allowed(at("64:ff9b::198.51.100.1")), "other IPv4 hosts");
+        assert!(!Acl::default().dest_allowed(at("64:ff9b::")), "0.0.0.0 embedded is unspecified");
+        let only = Acl { allow_dest: vec![r("198.51.100.0/24")], ..Acl::default() };
+        assert!(only.dest_allowed(at("64:ff9b::198.51.100.1")), "an IPv4 allow admits its NAT64 form");
+        assert!(!only.dest_allowed(at("64:ff9b::192.0.2.1")));
         let sa = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
         let router = Acl { deny_self: true, ..Acl::default() };
         assert!(!router.dest_allowed_at(sa("[64:ff9b::c000:201]:80"), |a| a.ip() == ip("192.0.2.1")));

@@ -85,6 +85,11 @@ impl Clients {
         Arc::new(Clients { max_conns, max_udp_ports, held: Mutex::new(HashMap::with_capacity(256)) })
     }
 
+    /// The per-client connection cap (0: none).
+    pub fn max_conns(&self) -> usize {
+        self.max_conns
+    }
+
     /// One more of `kind` for the client `key` ([`client_key`]), unless it
     /// is at its limit. With no limit for that kind, nothing is counted
     /// and `Ok(None)` is returned.

@@ -3,7 +3,7 @@
 //! the only way to configure socksd (routers run it from an init script;
 //! there is no config file). The flag table itself is in `flags.rs`.
 
-use crate::acl::{Acl, Cidr};
+use crate::acl::{Acl, DestRule};
 use crate::auth::{self, User};
 use crate::flags::{self, Takes};
 use crate::values::{nat64_prefix, number, port_range, seconds};
@@ -94,6 +94,8 @@ pub struct Config {
     pub log_procd: bool,
     /// `--log-connections`: one line per finished or refused connection.
     pub log_connections: bool,
+    /// `--log-time`: every log line starts with the time (UTC).
+    pub log_time: bool,
     /// `--gssapi` and its settings.
     #[cfg(feature = "gssapi")]
     pub gssapi: Option<GssConfig>,
@@ -181,6 +183,7 @@ impl Default for Config {
             verbosity: 0,
             log_procd: false,
             log_connections: false,
+            log_time: false,
             #[cfg(feature = "gssapi")]
             gssapi: None,
         }
@@ -231,7 +234,9 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         return Ok(Action::Version);
     }
     if let Some(extra) = m.free.first() {
-        return Err(ArgError(format!("unexpected argument '{extra}' (socksd takes flags only)")));
+        return Err(ArgError(format!(
+            "unexpected argument '{extra}' (socksd takes flags only: there is no configuration file)"
+        )));
     }
     let mut c = Config::default();
     let listen = m.opt_strs("l");
@@ -254,7 +259,10 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.bulk_threads = Some(number("bulk-threads", &t, 0, MAX_THREADS)?);
     }
     for u in m.opt_strs("u") {
-        let user = User::parse(&u).map_err(|e| ArgError(format!("invalid value for --user: {e}")))?;
+        let user = User::parse(&u).map_err(|e| {
+            let hint = if u.contains(':') { "" } else { " (microsocks' -u NAME -P PASSWORD is -u NAME:PASSWORD here)" };
+            ArgError(format!("invalid value for --user: {e}{hint}"))
+        })?;
         c.users.push(user);
     }
     if let Some(p) = m.opt_str("users-file") {
@@ -302,12 +310,16 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     if let Some(b) = m.opt_str("buffer-size") {
         c.buffer_size = number("buffer-size", &b, MIN_BUFFER, MAX_BUFFER)?;
     }
-    for (flag, list) in
-        [("allow", &mut c.acl.allow), ("allow-dest", &mut c.acl.allow_dest), ("deny-dest", &mut c.acl.deny_dest)]
-    {
+    for v in m.opt_strs("allow") {
+        if v == crate::acl::SELF {
+            return Err(ArgError(format!("invalid value for --allow: '{v}' is only meaningful with --deny-dest")));
+        }
+        c.acl.allow.push(v.parse().map_err(|e| ArgError(format!("invalid value for --allow: {e}")))?);
+    }
+    for (flag, deny) in [("allow-dest", false), ("deny-dest", true)] {
         for v in m.opt_strs(flag) {
             if v == crate::acl::SELF {
-                if flag != "deny-dest" {
+                if !deny {
                     return Err(ArgError(format!(
                         "invalid value for --{flag}: '{v}' is only meaningful with --deny-dest"
                     )));
@@ -315,8 +327,8 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
                 c.acl.deny_self = true;
                 continue;
             }
-            let cidr: Cidr = v.parse().map_err(|e| ArgError(format!("invalid value for --{flag}: {e}")))?;
-            list.push(cidr);
+            let rule: DestRule = v.parse().map_err(|e| ArgError(format!("invalid value for --{flag}: {e}")))?;
+            if deny { &mut c.acl.deny_dest } else { &mut c.acl.allow_dest }.push(rule);
         }
     }
     for v in m.opt_strs("nat64-prefix") {
@@ -352,6 +364,10 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
     c.verbosity = m.opt_count("v") as i32 - m.opt_count("q") as i32;
     c.log_procd = m.opt_present("log-procd");
     c.log_connections = m.opt_present("log-connections");
+    c.log_time = m.opt_present("log-time");
+    if c.log_time && c.log_procd {
+        return Err(ArgError("--log-time and --log-procd contradict each other (procd stamps lines itself)".into()));
+    }
     #[cfg(feature = "gssapi")]
     gss_flags(&m, &mut c)?;
     if m.opt_present("check") {

@@ -45,8 +45,9 @@ pub(crate) struct Shared {
     pub udp_cursor: AtomicUsize,
     /// What each client holds (`--max-conns-per-ip`, `--udp-ports-per-ip`).
     pub clients: Arc<Clients>,
-    /// `--auth-once`: client IPs that authenticated, oldest first.
-    authed: Mutex<VecDeque<IpAddr>>,
+    /// `--auth-once`: client IPs that authenticated, with the user, oldest
+    /// first.
+    authed: Mutex<VecDeque<(IpAddr, Box<[u8]>)>>,
     /// A pending request for the counters, and its number: a reactor that
     /// sees a number it has not served yet adds its snapshot.
     pub stats_ask: Mutex<Option<Arc<Collect>>>,
@@ -77,17 +78,23 @@ impl Shared {
         }
     }
 
-    pub fn auth_once_knows(&self, ip: IpAddr) -> bool {
-        self.authed.lock().unwrap_or_else(|e| e.into_inner()).contains(&ip)
+    /// The user who last logged in from `ip`, if `--auth-once` knows it.
+    pub fn auth_once_user(&self, ip: IpAddr) -> Option<Box<[u8]>> {
+        let set = self.authed.lock().unwrap_or_else(|e| e.into_inner());
+        set.iter().find(|(a, _)| *a == ip).map(|(_, u)| u.clone())
     }
 
-    pub fn auth_once_remember(&self, ip: IpAddr) {
+    pub fn auth_once_remember(&self, ip: IpAddr, user: &[u8]) {
         let mut set = self.authed.lock().unwrap_or_else(|e| e.into_inner());
-        if !set.contains(&ip) {
-            if set.len() == AUTH_ONCE_MAX {
-                set.pop_front();
+        match set.iter_mut().find(|(a, _)| *a == ip) {
+            Some((_, u)) if **u == *user => {}
+            Some((_, u)) => *u = user.into(),
+            None => {
+                if set.len() == AUTH_ONCE_MAX {
+                    set.pop_front();
+                }
+                set.push_back((ip, user.into()));
             }
-            set.push_back(ip);
         }
     }
 

@@ -64,7 +64,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         "max-conns-per-ip",
         One,
         "N",
-        "cap per client IPv4 address or IPv6 /64; 0 = none (default: half of --max-conns)",
+        "cap per client (IPv4 address; IPv6 host on this host's links, else /64); 0 = none (default: half of --max-conns, at least 256)",
     ),
     flag("", "reuse-port", Nothing, "", "share the listen ports with other socksd processes started with --reuse-port"),
     heading(
@@ -89,13 +89,19 @@ pub(crate) const FLAGS: &[Flag] = &[
         "Access control",
         flag("", "allow", Many, "CIDR", "serve only clients from this network, repeatable (default: all)"),
     ),
-    flag("", "allow-dest", Many, "CIDR", "allow only destinations in this network, repeatable (default: all)"),
+    flag(
+        "",
+        "allow-dest",
+        Many,
+        "RULE",
+        "allow only these destinations, repeatable: CIDR, CIDR:PORT[-PORT], [IPv6 CIDR]:PORT or *:PORT (default: all)",
+    ),
     flag(
         "",
         "deny-dest",
         Many,
-        "CIDR|self",
-        "refuse destinations in this network, repeatable; wins over --allow-dest; 'self' = every address of this host",
+        "RULE|self",
+        "refuse these destinations (as --allow-dest, e.g. *:25), repeatable; wins over --allow-dest; 'self' = every address of this host",
     ),
     flag(
         "",
@@ -147,7 +153,13 @@ pub(crate) const FLAGS: &[Flag] = &[
     flag("", "no-splice", Nothing, "", "relay by copying through --buffer-size buffers"),
     heading(
         "Other",
-        flag("", "check", Nothing, "", "check the flags (users file, interface) and exit without serving"),
+        flag(
+            "",
+            "check",
+            Nothing,
+            "",
+            "check the flags, users file, interfaces and addresses, print every setting, and exit without serving",
+        ),
     ),
     flag("v", "verbose", Count, "", "more logging (repeatable); RUST_LOG also honoured"),
     flag(
@@ -157,6 +169,7 @@ pub(crate) const FLAGS: &[Flag] = &[
         "",
         "log a key=value line for every finished or refused connection (see socksd(8))",
     ),
+    flag("", "log-time", Nothing, "", "start every log line with the time, UTC to the millisecond (not with --log-procd)"),
     flag("q", "quiet", Count, "", "less logging (repeatable)"),
     flag(
         "",
@@ -283,12 +296,30 @@ pub(crate) fn getopts_error(e: getopts::Fail) -> String {
         Fail::UnrecognizedOption(o) if o.starts_with("gssapi") => {
             format!("{}: this socksd was built without GSS-API (cargo feature gssapi)", dashed(&o))
         }
-        Fail::UnrecognizedOption(o) => format!("unknown option '{}'", dashed(&o)),
+        Fail::UnrecognizedOption(o) => match hint(&o) {
+            Some(h) => format!("unknown option '{}': {h}", dashed(&o)),
+            None => format!("unknown option '{}'", dashed(&o)),
+        },
         Fail::ArgumentMissing(o) => format!("{} needs a value", dashed(&o)),
         Fail::OptionDuplicated(o) => format!("{} given more than once", dashed(&o)),
         Fail::UnexpectedArgument(o) => format!("{} takes no value", dashed(&o)),
         Fail::OptionMissing(o) => format!("{} is required", dashed(&o)),
     }
+}
+
+/// The socksd way for a flag of another SOCKS server that users bring
+/// along (microsocks, Dante, 3proxy; README "Coming from ...").
+fn hint(o: &str) -> Option<&'static str> {
+    Some(match o {
+        "P" => "socksd takes the password with the user, -u NAME:PASSWORD (microsocks' -u NAME -P PASSWORD)",
+        "i" => "socksd listens with -l ADDR:PORT (microsocks' -i ADDR -p PORT)",
+        "p" => "the port goes in -l ADDR:PORT (microsocks' -i ADDR -p PORT)",
+        "1" => "that is --auth-once here (microsocks' -1)",
+        "w" => "that is --allow CIDR here, once per network (microsocks' -w)",
+        "f" => "socksd has no configuration file: every setting is a flag",
+        "d" => "that is -v here, repeatable (Dante's -d)",
+        _ => return None,
+    })
 }
 
 /// A value that is really the next flag (`--listen --check`): getopts

@@ -183,12 +183,12 @@ fn greeting(buf: &[u8], policy: &Policy<'_>) -> Step {
 
 fn socks4_request(buf: &[u8], policy: &Policy<'_>) -> Step {
     // SOCKS4 has no password: with users or GSS-API configured it would
-    // bypass them.
-    if !policy.socks4 || !policy.users.is_empty() || policy.gssapi {
-        return Step::Fail(Proto::V4, Reply::NotAllowed);
-    }
+    // bypass them. Refused once the request is whole, so that the
+    // connection log can say what it asked.
+    let refused = !policy.socks4 || !policy.users.is_empty() || policy.gssapi;
     match socks4::parse_request(buf) {
         Ok(Parsed::Incomplete) => Step::NeedMore,
+        _ if refused => Step::Fail(Proto::V4, Reply::NotAllowed),
         Err(_) => Step::Fail(Proto::V4, Reply::GeneralFailure),
         Ok(Parsed::Done(req, used)) => match req.cmd {
             socks4::Command::Connect => connect_step(Proto::V4, used, req.dst),
@@ -209,6 +209,35 @@ fn bind_step(proto: Proto, used: usize, dst: Addr<'_>) -> Step {
     match owned_target(dst) {
         Some(expect) => Step::Bind { used, proto, expect },
         None => Step::Fail(proto, Reply::HostUnreachable),
+    }
+}
+
+/// What a request in `buf` asks, whether or not it is granted (for the
+/// connection log): the command's verb, the destination, and whether it
+/// is SOCKS4a (a SOCKS4 request naming a host). `None` when `buf` holds
+/// no whole request of `phase`.
+pub fn asked(phase: Phase, buf: &[u8]) -> Option<(&'static str, Target, bool)> {
+    match (phase, buf.first()) {
+        (Phase::Greeting, Some(&socks4::VERSION)) => match socks4::parse_request(buf) {
+            Ok(Parsed::Done(r, _)) => {
+                let verb = if r.cmd == socks4::Command::Bind { "bind" } else { "connect" };
+                let socks4a = matches!(r.dst, Addr::Domain(..));
+                Some((verb, owned_target(r.dst)?, socks4a))
+            }
+            _ => None,
+        },
+        (Phase::Request, _) => match socks5::parse_request(buf) {
+            Ok(Parsed::Done(r, _)) => {
+                let verb = match r.cmd {
+                    socks5::Command::Connect => "connect",
+                    socks5::Command::Bind => "bind",
+                    socks5::Command::UdpAssociate => "udp",
+                };
+                Some((verb, owned_target(r.dst)?, false))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -274,7 +303,11 @@ mod tests {
             "--auth-once: a known IP may skip the password"
         );
         // With users, SOCKS4 would bypass authentication.
-        assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &p), Step::Fail(Proto::V4, Reply::NotAllowed));
+        assert_eq!(
+            decide(Phase::Greeting, &[4, 1, 0, 80, 127, 0, 0, 1, 0], &p),
+            Step::Fail(Proto::V4, Reply::NotAllowed)
+        );
+        assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &p), Step::NeedMore, "refused once whole");
         assert_eq!(decide(Phase::Greeting, b"GET / HTTP/1.1", &p), Step::Drop);
     }
 
@@ -300,7 +333,10 @@ mod tests {
             (0xFF, Next::Close),
             "a client offering only GSS-API to a server without it"
         );
-        assert_eq!(decide(Phase::Greeting, &[4, 1, 0, 80], &g), Step::Fail(Proto::V4, Reply::NotAllowed));
+        assert_eq!(
+            decide(Phase::Greeting, &[4, 1, 0, 80, 127, 0, 0, 1, 0], &g),
+            Step::Fail(Proto::V4, Reply::NotAllowed)
+        );
     }
 
     #[test]
@@ -337,6 +373,9 @@ mod tests {
         let r = decide(Phase::Greeting, b"\x04\x01\x00\x50\x00\x00\x00\x01me\x00example.org\x00", &p);
         assert_eq!(r, Step::Connect { used: 23, proto: Proto::V4, target: Target::Name("example.org".into(), 80) });
         let p4 = Policy { users: &[], socks4: false, bind: false, udp: false, trusted: false, gssapi: false };
-        assert_eq!(decide(Phase::Greeting, &[4], &p4), Step::Fail(Proto::V4, Reply::NotAllowed));
+        assert_eq!(
+            decide(Phase::Greeting, &[4, 1, 0, 80, 127, 0, 0, 1, 0], &p4),
+            Step::Fail(Proto::V4, Reply::NotAllowed)
+        );
     }
 }

@@ -72,11 +72,20 @@ mod reactor;
 // Starting and stopping it all; and the process-wide panic rule the
 // binary installs.
 pub mod fatal;
+pub mod settings;
+
 pub mod server;
 
 pub use config::Config;
 pub use server::Server;
 pub use stats::{Stats, UserStats};
+
+/// The open-file limit socksd's descriptor budget comes from, as it
+/// would be at start (the binary raises the soft limit to the hard one
+/// first).
+pub fn fds_limit() -> usize {
+    fds::nofile()
+}
 
 /// Hooks for the integration tests; not part of the API.
 #[doc(hidden)]

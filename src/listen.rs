@@ -156,6 +156,25 @@ fn in_use(addr: SocketAddr, why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::AddrInUse, format!("listen on {addr}: address in use ({why})"))
 }
 
+/// Why `addr` could not be bound, in words that send the operator the
+/// right way: not an address of this host, a privileged port, in use.
+pub fn bind_error(addr: SocketAddr, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => format!(
+            "listen on {addr}: address in use by another process ({e}; --reuse-port shares a port between socksd processes that all opt in)"
+        ),
+        Some(libc::EADDRNOTAVAIL) => format!("listen on {addr}: not an address of this host ({e})"),
+        Some(libc::EACCES | libc::EPERM) if addr.port() < 1024 => format!(
+            "listen on {addr}: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability ({e})"
+        ),
+        _ => format!("listen on {addr}: {e}"),
+    }
+}
+
+fn bind_failed(addr: SocketAddr, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), bind_error(addr, &e))
+}
+
 /// The claims a start must respect: an exclusive instance refuses any
 /// running exclusive instance it overlaps; a `--reuse-port` one, too (it
 /// would take the exclusive one's clients).
@@ -182,12 +201,10 @@ pub fn listen_on(
         check(want, reuse_port)?;
         if !reuse_port {
             claim = Claim::take(want).map_err(|_| in_use(want, "another socksd serves it"))?;
-            probe_free(want).map_err(|e| {
-                in_use(want, &format!("{e}; --reuse-port shares a port between socksd processes that all opt in"))
-            })?;
+            probe_free(want).map_err(|e| bind_failed(want, e))?;
         }
     }
-    let bind = |a| bind(a, keepalive).map_err(|e| io::Error::new(e.kind(), format!("listen on {a}: {e}")));
+    let bind = |a| bind(a, keepalive).map_err(|e| bind_failed(a, e));
     let first = bind(want)?;
     // With port 0 the kernel picks a port; the other threads join it.
     let addr = first.local_addr()?;

@@ -109,7 +109,31 @@ impl log::Log for Split {
 /// socksd's own lines at `level`; its dependencies' (mio's "registering
 /// event source" and the like) at warn unless `RUST_LOG` asks for them.
 /// The connection log (`--log-connections`) is info whatever `-q` says.
-fn logger(level: LevelFilter, conns: bool, procd: bool, q: Arc<Queue>, out: bool) -> env_logger::Logger {
+/// Writes the time now, UTC to the millisecond (RFC 3339), and a space.
+fn stamp(f: &mut impl Write) -> std::io::Result<()> {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (days, secs) = ((t.as_secs() / 86_400) as i64, t.as_secs() % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    write!(
+        f,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z ",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        t.subsec_millis()
+    )
+}
+
+fn logger(level: LevelFilter, conns: bool, procd: bool, time: bool, q: Arc<Queue>, out: bool) -> env_logger::Logger {
     let mut b = env_logger::Builder::new();
     b.filter_level(level.min(LevelFilter::Warn)).filter_module("socksd", level);
     if conns {
@@ -120,16 +144,21 @@ fn logger(level: LevelFilter, conns: bool, procd: bool, q: Arc<Queue>, out: bool
     }
     b.target(env_logger::Target::Pipe(Box::new(QueueWriter { q, out })));
     if procd {
-        // procd tags every line "socksd[PID]" itself.
+        // procd tags every line "socksd[PID]" itself, and stamps it.
         b.format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
     } else {
-        b.format(|f, r| writeln!(f, "socksd: {}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
+        b.format(move |f, r| {
+            if time {
+                stamp(f)?;
+            }
+            writeln!(f, "socksd: {}: {}", r.level().as_str().to_ascii_lowercase(), r.args())
+        });
     }
     b.build()
 }
 
 /// Installs the logger and starts its writer thread.
-pub fn init(verbosity: i32, conns: bool, procd: bool) {
+pub fn init(verbosity: i32, conns: bool, procd: bool, time: bool) {
     let level = match verbosity {
         i32::MIN..=-2 => LevelFilter::Error,
         -1 => LevelFilter::Warn,
@@ -142,10 +171,10 @@ pub fn init(verbosity: i32, conns: bool, procd: bool) {
     if std::thread::Builder::new().name("socksd-log".into()).spawn(move || writer(wq, procd)).is_err() {
         return;
     }
-    let warn = logger(level, conns, procd, q.clone(), false);
+    let warn = logger(level, conns, procd, time, q.clone(), false);
     let max = warn.filter();
     let result = if procd {
-        let info = logger(level, conns, procd, q.clone(), true);
+        let info = logger(level, conns, procd, time, q.clone(), true);
         log::set_boxed_logger(Box::new(Split { info, warn }))
     } else {
         log::set_boxed_logger(Box::new(warn))

@@ -56,6 +56,8 @@ fn main() {
             exit(1);
         }
     };
+    // Before anything reads it: --check reports the limits a start gets.
+    raise_nofile();
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let cfg = match config::parse_args(&args) {
         Ok(Action::Run(c)) => *c,
@@ -65,8 +67,25 @@ fn main() {
         }
         Ok(Action::Check(c)) => {
             check_or_exit(&c);
-            println!("socksd: configuration OK");
-            exit(0);
+            // What a start would meet (an address in use or not of this
+            // host): exit 1, as the start would.
+            match socksd::settings::dry_run(&c) {
+                Ok(notes) => {
+                    println!("socksd {}: configuration OK; it would run with:", env!("CARGO_PKG_VERSION"));
+                    let limits = socksd::settings::Limits::of(&c, socksd::fds_limit());
+                    for line in socksd::settings::describe(&c, &limits) {
+                        println!("  {line}");
+                    }
+                    for n in notes {
+                        println!("note: {n}");
+                    }
+                    exit(0);
+                }
+                Err(e) => {
+                    eprintln!("socksd: {e}");
+                    exit(1);
+                }
+            }
         }
         Ok(Action::Version) => {
             println!("socksd {}", env!("CARGO_PKG_VERSION"));
@@ -75,8 +94,7 @@ fn main() {
         Err(e) => usage_error(&e.0),
     };
     check_or_exit(&cfg);
-    logging::init(cfg.verbosity, cfg.log_connections, cfg.log_procd);
-    raise_nofile();
+    logging::init(cfg.verbosity, cfg.log_connections, cfg.log_procd, cfg.log_time);
     let flag_users = cfg.users.clone();
     let users_file = cfg.users_file.clone();
     let server = match Server::start(cfg) {

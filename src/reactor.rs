@@ -9,7 +9,7 @@ use crate::fds;
 use crate::lanes::{Lanes, BULK_NICE, FRONT_SLICE_NS};
 use crate::resolver::Answer;
 use crate::token::{self, Owner, Role};
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use slab::Slab;
@@ -159,7 +159,10 @@ impl Reactor {
         while let Some(c) = self.arrived.pop() {
             self.end(c, Closed::Shutdown);
         }
-        debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len());
+        match self.core.lane {
+            Some(i) => debug!("bulk thread {i} stopping with {} connections", self.conns.len()),
+            None => debug!("reactor {} stopping with {} connections", self.core.index, self.conns.len()),
+        }
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
             self.close(k, Closed::Shutdown);
@@ -306,7 +309,11 @@ impl Reactor {
     fn turn_away(&mut self, peer: SocketAddr, why: usize) {
         self.core.stats.turned_away[why] += 1;
         let word = crate::stats::TURNED_AWAY[why];
-        let logging = self.core.shared.cfg.log_connections || log::log_enabled!(log::Level::Debug);
+        // A client the limits turn away is said (an operator must know
+        // why a host gets resets); one outside --allow only at -v, as a
+        // scan would fill the log.
+        let limits = why != 0;
+        let logging = self.core.shared.cfg.log_connections || limits || log::log_enabled!(log::Level::Debug);
         if !logging {
             return;
         }
@@ -317,6 +324,13 @@ impl Reactor {
         let held = std::mem::take(&mut self.core.limit.held);
         if self.core.shared.cfg.log_connections {
             log::info!(target: "connlog", "conn id=- client={peer} end={word} suppressed={held}");
+        } else if limits {
+            let cap = match why {
+                1 => format!("it holds {} connections, --max-conns-per-ip", self.core.shared.clients.max_conns()),
+                2 => format!("{} connections are open, --max-conns", self.core.shared.max_conns),
+                _ => "no descriptor left under the open-file limit".to_string(),
+            };
+            info!("{peer}: closed at accept: {word} ({cap}; {held} such lines suppressed)");
         } else {
             debug!("{peer}: closed at accept: {word} (suppressed {held})");
         }

@@ -10,6 +10,7 @@ use crate::lanes::Lanes;
 use crate::listen::{listen_on, Claim};
 use crate::reactor::Reactor;
 use crate::resolver::{self, Outlet, Resolver};
+use crate::settings::Limits;
 use crate::stats::{Collect, Stats};
 use crate::token::WAKER;
 use log::{info, warn};
@@ -31,23 +32,6 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// "socksd serves this address", held while the server runs.
     _claims: Vec<Claim>,
-}
-
-/// Descriptors socksd may spend on clients: the open-file limit less a
-/// reserve for what every server holds anyway (standard streams, per
-/// thread a poll instance, its waker and listeners, the resolver threads'
-/// lookups).
-pub(crate) fn descriptor_budget(nofile: usize, threads: usize, listens: usize) -> usize {
-    let reserve = 8 + threads * (3 + listens) + 2 * resolver::MAX_WORKERS;
-    nofile.saturating_sub(reserve).max(nofile / 2)
-}
-
-/// The default `--max-conns`: the budget over the most a connection can
-/// hold that is not optional (a UDP association: the control connection,
-/// the relay socket and an out socket per family). Splice pipes are
-/// optional: without room for one, a relay copies instead.
-pub(crate) fn default_max_conns(budget: usize) -> usize {
-    (budget / 4).max(1)
 }
 
 impl Server {
@@ -104,17 +88,15 @@ impl Server {
         }
         let resolver = Resolver::start(outlets)?;
 
-        let budget = descriptor_budget(fds::nofile(), all, cfg.listen.len());
+        let Limits { budget, max_conns, per_ip, udp_per_ip, .. } = Limits::of(&cfg, fds::nofile());
         fds::set_limit(budget);
-        let max_conns = cfg.max_conns.unwrap_or_else(|| default_max_conns(budget));
-        let per_ip = cfg.max_conns_per_ip.unwrap_or((max_conns / 2).max(1));
-        let udp_per_ip = match (cfg.udp_ports_per_ip, cfg.udp_ports) {
-            (Some(n), _) => n,
-            (None, Some((lo, hi))) => (usize::from(hi - lo) + 1).div_ceil(4),
-            (None, None) => 0,
-        };
         let users: Vec<User> = cfg.users.iter().chain(&cfg.file_users).cloned().collect();
-        let open_proxy = users.is_empty() && addrs.iter().any(|a| !a.ip().is_loopback());
+        #[cfg(feature = "gssapi")]
+        let authenticated = !users.is_empty() || cfg.gssapi.is_some();
+        #[cfg(not(feature = "gssapi"))]
+        let authenticated = !users.is_empty();
+        let open_proxy =
+            !authenticated && addrs.iter().any(|a| !a.ip().is_loopback()) && !cfg.acl.loopback_clients_only();
         #[cfg(feature = "gssapi")]
         let (gss, mut gss_rx) = gss_worker(&cfg, &wakers)?;
         #[allow(unused_mut)]
@@ -153,8 +135,10 @@ impl Server {
             server.threads.push(h);
         }
         info!(
-            "up to {max_conns} connections ({per_ip} per client), {budget} descriptors, {} resolver threads at most",
-            resolver::MAX_WORKERS
+            "socksd {}: {threads} reactor threads, {lanes} bulk threads, resolver threads on demand (at most {}); up to {max_conns} connections ({}), {budget} descriptors",
+            env!("CARGO_PKG_VERSION"),
+            resolver::MAX_WORKERS,
+            if per_ip == 0 { "no cap per client".to_string() } else { format!("{per_ip} per client") }
         );
         for a in &server.addrs {
             info!("listening on {a}");

@@ -147,6 +147,9 @@ impl Stats {
             for (n, c) in names.iter().zip(v).filter(|(_, c)| **c > 0) {
                 let _ = write!(s, " {n}={c}");
             }
+            if s.is_empty() {
+                s.push_str(" none");
+            }
             s
         };
         let mut out = vec![
@@ -158,6 +161,9 @@ impl Stats {
         let mut refused = String::from("stats refused");
         for (code, n) in self.refused.iter().enumerate().filter(|(_, n)| **n > 0) {
             let _ = write!(refused, " 0x{code:02x}={n}");
+        }
+        if self.refused.iter().all(|n| *n == 0) {
+            refused.push_str(" none");
         }
         out.push(refused);
         out.push(format!("stats bytes up={} down={}", self.bytes_up, self.bytes_down));

@@ -34,7 +34,7 @@ fn allow_limits_clients_before_any_reply() {
 #[test]
 fn deny_dest_checked_on_every_address_after_resolution() {
     let mut cfg = config();
-    cfg.acl.deny_dest = vec![cidr("127.0.0.0/8"), cidr("::1")];
+    cfg.acl.deny_dest = vec![cidr("127.0.0.0/8").into(), cidr("::1").into()];
     let (_srv, proxy) = start(cfg);
     let echo = echo_server("127.0.0.1:0");
     let rep = |dst: &[u8]| s5_connect(proxy, dst).1;
@@ -52,7 +52,7 @@ fn deny_dest_checked_on_every_address_after_resolution() {
 #[test]
 fn allow_dest_admits_only_its_networks() {
     let mut cfg = config();
-    cfg.acl.allow_dest = vec![cidr("127.0.0.2/32")];
+    cfg.acl.allow_dest = vec![cidr("127.0.0.2/32").into()];
     let (srv, proxy) = start(cfg);
     let near = echo_server("127.0.0.1:0");
     let far = echo_server("127.0.0.2:0");
@@ -107,4 +107,35 @@ fn auth_once_lets_a_known_ip_skip_the_password() {
     echo_check(&mut b, b"browser");
     // ... but another IP may not, and a failed login teaches nothing.
     assert_eq!(no_auth_only("127.0.0.3:0").1, 0xFF);
+}
+
+/// Issue 26, item 6: destination rules by port, for both families and
+/// for names after resolution ("no mail through my proxy").
+#[test]
+fn deny_dest_by_port() {
+    let echo = echo_server("127.0.0.1:0");
+    let other = echo_server("127.0.0.1:0");
+    let mut cfg = config();
+    cfg.acl.deny_dest = vec![format!("*:{}", echo.port()).parse().unwrap()];
+    let (_srv, proxy) = start(cfg);
+    let rep = |dst: &[u8]| s5_connect(proxy, dst).1;
+    assert_eq!(rep(&addr_bytes(echo)), 0x02, "by IP");
+    assert_eq!(rep(&domain_bytes("localhost", echo.port())), 0x02, "by name");
+    let v6: SocketAddr = format!("[::1]:{}", echo.port()).parse().unwrap();
+    assert_eq!(rep(&addr_bytes(v6)), 0x02, "IPv6");
+    let (mut s, r, _) = s5_connect(proxy, &addr_bytes(other));
+    assert_eq!(r, 0, "another port");
+    echo_check(&mut s, b"allowed");
+    // A range, IPv4 only.
+    let mut cfg = config();
+    let lo = echo.port().min(other.port());
+    cfg.acl.deny_dest = vec![format!("127.0.0.0/8:{lo}-{}", lo).parse().unwrap()];
+    let (_srv, proxy) = start(cfg);
+    let low = if echo.port() == lo { echo } else { other };
+    assert_eq!(s5_connect(proxy, &addr_bytes(low)).1, 0x02);
+    // Flags spell them so.
+    for rule in ["0.0.0.0/0:25", "*:1-1023", "[::/0]:25"] {
+        assert!(socksd::config::parse_args(&["--deny-dest", rule]).is_ok(), "{rule}");
+    }
+    assert!(socksd::config::parse_args(&["--deny-dest", "::/0:25"]).is_err(), "IPv6 with a port needs brackets");
 }

@@ -181,10 +181,135 @@ fn serves_and_stops_cleanly_on_sigterm_and_sigint() {
 fn warns_about_open_proxy() {
     let p = Proc::spawn(&["--listen", "0.0.0.0:0"]);
     p.wait_for("open proxy");
-    let p = Proc::spawn(&["--listen", "0.0.0.0:0", "--user", "a:b"]);
-    p.listening();
-    p.signal(libc::SIGTERM);
-    assert!(p.lines.iter().all(|l| !l.contains("open proxy")));
+    // Issue 26, item 4: users, or clients from loopback alone, make no
+    // open proxy.
+    for args in [&["--user", "a:b"][..], &["--allow", "127.0.0.0/8", "--allow", "::1"]] {
+        let p = Proc::spawn(&[&["--listen", "0.0.0.0:0"][..], args].concat());
+        p.listening();
+        p.signal(libc::SIGTERM);
+        assert!(p.lines.iter().all(|l| !l.contains("open proxy")), "{args:?}");
+    }
+}
+
+/// Issue 26, item 1: a listen address that cannot be bound says why:
+/// not an address of this host, a port that needs privilege, in use.
+#[test]
+fn start_up_errors_say_what_is_true() {
+    let out = run(&["--listen", "192.0.2.1:1080"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("listen on 192.0.2.1:1080: not an address of this host"), "{err}");
+    assert!(!err.contains("in use") && !err.contains("--reuse-port"), "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let err = String::from_utf8(run(&["--listen", &addr]).stderr).unwrap();
+    assert!(err.contains("address in use by another process"), "{err}");
+
+    // A privileged port, as an unprivileged user.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--"]);
+        if let Some(e) = common::emulator() {
+            c.arg(e);
+        }
+        c.arg(BIN);
+        c
+    } else {
+        common::program(BIN)
+    };
+    let out = cmd.args(["--listen", "127.0.0.1:80"]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("ports below 1024 need root or the CAP_NET_BIND_SERVICE capability"), "{err}");
+}
+
+/// Issue 26, item 2: --check tries what it can without serving (the
+/// listen and outgoing addresses), failing as a start would, and prints
+/// every setting it would run with, defaults included.
+#[test]
+fn check_tries_what_it_can_and_prints_every_setting() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&["--check", "--listen", &addr]);
+    assert_eq!(out.status.code(), Some(1), "an address another process holds");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("address in use by another process"));
+    let out = run(&["--check", "--listen", "127.0.0.1:0", "--outgoing", "192.0.2.1"]);
+    assert_eq!(out.status.code(), Some(1), "an --outgoing that is not here");
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--outgoing 192.0.2.1: not an address of this host"));
+    let out = run(&["--check", "--listen", "127.0.0.1:0", "--max-conns", "5", "--deny-dest", "*:25"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for want in [
+        "configuration OK",
+        "--listen 127.0.0.1:0",
+        "--max-conns 5\n",
+        "--max-conns-per-ip 5 (default)",
+        "--connect-timeout 10\n",
+        "--deny-dest *:25",
+        "--allow all",
+        "--idle-timeout 0 (never)",
+        "users: 0 (no authentication)",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+}
+
+/// Issue 26, item 5: clients the caps turn away are logged
+/// (rate-limited), and a cap nobody set leaves one client room: with
+/// --max-conns 5 a client has all 5, not half.
+#[test]
+fn caps_say_whom_they_turn_away_and_leave_a_client_room() {
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "--max-conns", "5"]);
+    let proxy = p.listening();
+    let held: Vec<_> = (0..5)
+        .map(|_| {
+            let mut s = common::connect(proxy);
+            s.write_all(&[5, 1, 0]).unwrap();
+            let mut m = [0u8; 2];
+            std::io::Read::read_exact(&mut s, &mut m).unwrap();
+            assert_eq!(m, [5, 0]);
+            s
+        })
+        .collect();
+    let mut sixth = common::connect(proxy);
+    let _ = sixth.write_all(&[5, 1, 0]);
+    assert!(common::closed_without_data(&mut sixth));
+    // Its sixth: the per-client cap (here --max-conns itself) says so.
+    p.wait_for("closed at accept: over_per_ip (it holds 5 connections, --max-conns-per-ip");
+    drop(held);
+    let p = Proc::spawn(&["--listen", "127.0.0.1:0", "--max-conns-per-ip", "1"]);
+    let proxy = p.listening();
+    let mut first = common::connect(proxy);
+    first.write_all(&[5, 1, 0]).unwrap();
+    std::io::Read::read_exact(&mut first, &mut [0u8; 2]).unwrap();
+    let mut second = common::connect(proxy);
+    let _ = second.write_all(&[5, 1, 0]);
+    assert!(common::closed_without_data(&mut second));
+    p.wait_for("closed at accept: over_per_ip (it holds 1 connections, --max-conns-per-ip");
+}
+
+/// Issue 26, item 7: the flags of microsocks, Dante and 3proxy that
+/// users bring along name the socksd way.
+#[test]
+fn other_servers_flags_name_the_socksd_way() {
+    for (args, want) in [
+        (&["-u", "alice", "-P", "secret"][..], "'-P': socksd takes the password with the user, -u NAME:PASSWORD"),
+        (&["-i", "0.0.0.0", "-p", "1080"], "'-i': socksd listens with -l ADDR:PORT"),
+        (&["-p", "1080"], "'-p': the port goes in -l ADDR:PORT"),
+        (&["-1"], "-1': that is --auth-once here"),
+        (&["-w", "10.0.0.1"], "that is --allow CIDR here"),
+        (&["-f", "/etc/sockd.conf"], "socksd has no configuration file"),
+        (&["/etc/3proxy/3proxy.cfg"], "there is no configuration file"),
+        (&["-u", "alice"], "microsocks' -u NAME -P PASSWORD is -u NAME:PASSWORD here"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+    }
 }
 
 #[test]

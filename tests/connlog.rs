@@ -112,7 +112,10 @@ fn every_command_and_refusal_leaves_one_line_and_the_counters_agree() {
     assert_eq!(read_s4_reply(&mut s).unwrap()[1], 0x5A);
     echo_check(&mut s, b"abc");
     drop(s);
-    assert_fields(&log.next_conn(), &[("cmd", "connect"), ("reply", "0x00"), ("up", "3"), ("down", "3")]);
+    assert_fields(
+        &log.next_conn(),
+        &[("cmd", "connect"), ("proto", "4"), ("reply", "0x5a"), ("up", "3"), ("down", "3")],
+    );
 
     // A refused port.
     let closed = {
@@ -202,7 +205,7 @@ fn users_and_wrong_passwords_are_logged_and_counted() {
     let (s, ok) = s5_login(log.addr, "alice", "wrong");
     assert_ne!(ok, 0);
     drop(s);
-    assert_fields(&log.next_conn(), &[("end", "auth_failed"), ("user", "-")]);
+    assert_fields(&log.next_conn(), &[("end", "auth_failed"), ("user", "alice")]);
 
     let st = log.stats();
     assert_fields(&st["user"], &[("name", "alice"), ("conns", "1"), ("up", "10"), ("down", "10")]);
@@ -332,4 +335,73 @@ fn ids_are_unique_across_threads_and_vv_traces_states() {
         "{trace:?}"
     );
     assert!(!trace.iter().any(|l| l.contains("registering event source")), "mio's trace at -vv");
+}
+
+/// Issue 26, item 3: the log says when (--log-time), which protocol, what
+/// a refused request asked and what it was told in its own protocol's
+/// code, who an --auth-once address is, and a failed login in one line.
+#[test]
+fn the_log_says_when_how_and_who() {
+    let log = start_logged(&["--user", "alice:pw", "--auth-once"]);
+    let echo = echo_server("127.0.0.1:0");
+    // SOCKS4 and 4a are refused with users configured: 0x5b, and what was asked.
+    let mut s = connect(log.addr);
+    s.write_all(&s4_request(1, echo, b"me", None)).unwrap();
+    assert_eq!(read_s4_reply(&mut s).unwrap()[1], 0x5B);
+    drop(s);
+    let f = log.next_conn();
+    assert_fields(&f, &[("proto", "4"), ("reply", "0x5b"), ("cmd", "connect"), ("end", "not_allowed")]);
+    assert_eq!(f["dest"], echo.to_string());
+    let mut s = connect(log.addr);
+    s.write_all(&s4_request(1, echo, b"me", Some("localhost"))).unwrap();
+    assert_eq!(read_s4_reply(&mut s).unwrap()[1], 0x5B);
+    drop(s);
+    let f = log.next_conn();
+    assert_fields(&f, &[("proto", "4a"), ("reply", "0x5b"), ("cmd", "connect")]);
+    assert_eq!(f["dest"], format!("localhost:{}", echo.port()));
+    // A failed login: one line, with the name tried.
+    let (s, st) = s5_login(log.addr, "mallory", "guess");
+    assert_ne!(st, 0);
+    drop(s);
+    assert_fields(&log.next_conn(), &[("proto", "5"), ("user", "mallory"), ("end", "auth_failed")]);
+    // Logged in once; then let in without a password, and named.
+    let (s, st) = s5_login(log.addr, "alice", "pw");
+    assert_eq!(st, 0);
+    drop(s);
+    assert_fields(&log.next_conn(), &[("user", "alice")]);
+    let (mut s, rep, _) = s5_connect(log.addr, &addr_bytes(echo));
+    assert_eq!(rep, 0);
+    echo_check(&mut s, b"trusted");
+    drop(s);
+    assert_fields(&log.next_conn(), &[("user", "alice"), ("proto", "5"), ("reply", "0x00"), ("end", "eof")]);
+    // The counters: a code refused by reply is there; none is "none".
+    let st = log.stats();
+    let lines = st["conn_lines"]["n"].clone();
+    assert!(!log.lines.try_iter().any(|l| l.contains("authentication failed for user")), "one event, one line");
+    assert_eq!(lines, "0", "no conn line left unread");
+    let fresh = start_logged(&[]);
+    let st = fresh.stats();
+    assert!(st["refused"].is_empty(), "{st:?}");
+}
+
+/// --log-time: every line starts with the time, UTC, to the millisecond;
+/// the start-up line names the version and the threads.
+#[test]
+fn log_time_and_the_start_up_line() {
+    let mut child = program(BIN)
+        .args(["--listen", "127.0.0.1:0", "--threads", "2", "--bulk-threads", "1", "--log-time"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let _guard = ChildGuard(child);
+    let first = lines.recv_timeout(IO_TIMEOUT).unwrap();
+    let (time, rest) = first.split_once(' ').unwrap();
+    let b = time.as_bytes();
+    assert!(time.len() == 24 && b[4] == b'-' && b[10] == b'T' && b[19] == b'.' && time.ends_with('Z'), "{first}");
+    assert!(time.starts_with("20") && time[..4].parse::<u32>().unwrap() >= 2026, "{first}");
+    let version = concat!("socksd: info: socksd ", env!("CARGO_PKG_VERSION"), ": 2 reactor threads, 1 bulk threads");
+    assert!(rest.starts_with(version), "{rest}");
 }

@@ -43,15 +43,18 @@ fn instances(config: &Path, out: &Path) -> Vec<(String, Vec<String>)> {
     v
 }
 
+/// The flags are accepted: `--check` passes, or fails only on what this
+/// machine is not (the router's addresses), never on a flag (exit 2).
 fn check(args: &[String]) {
     let out = common::program(BIN).arg("--check").args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let elsewhere = out.status.code() == Some(1) && err.contains("not an address of this host");
     assert!(
-        out.status.success(),
-        "socksd --check {args:?}: {}{}",
+        elsewhere || out.status.success(),
+        "socksd --check {args:?}: {}{err}",
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
+    assert!(elsewhere || String::from_utf8_lossy(&out.stdout).contains("configuration OK"));
 }
 
 #[test]

@@ -28,10 +28,15 @@ impl Conn {
 
     pub(super) fn handshake(&mut self, core: &mut Core, reg: &Registry) -> Flow {
         while let Some(phase) = self.phase() {
+            // The user an --auth-once address logged in as.
+            let mut known: Option<Box<[u8]>>;
             let step = {
                 let users = core.shared.users();
                 let cfg = &core.shared.cfg;
-                let trusted = cfg.auth_once && phase == Phase::Greeting && core.shared.auth_once_knows(self.peer.ip());
+                known = (cfg.auth_once && phase == Phase::Greeting)
+                    .then(|| core.shared.auth_once_user(self.peer.ip()))
+                    .flatten();
+                let trusted = known.is_some();
                 #[cfg(feature = "gssapi")]
                 let gssapi = cfg.gssapi.is_some();
                 #[cfg(not(feature = "gssapi"))]
@@ -58,17 +63,29 @@ impl Conn {
                 }
                 Step::Drop => return Err(Closed::NotSocks),
                 Step::Answer { used, bytes, next } => {
-                    if phase == Phase::Auth && next == Next::Request {
-                        if core.shared.cfg.auth_once {
-                            core.shared.auth_once_remember(self.peer.ip());
+                    self.rec.proto = Some("5");
+                    if phase == Phase::Greeting && bytes[1] == socks5::method::NO_AUTH {
+                        // Let in by --auth-once: that address's user.
+                        if let Some(user) = known.take() {
+                            self.rec.user = core.stats.user_slot(&user);
                         }
+                    }
+                    if phase == Phase::Auth && next == Next::Request {
                         if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
+                            if core.shared.cfg.auth_once {
+                                core.shared.auth_once_remember(self.peer.ip(), c.user);
+                            }
                             self.rec.user = core.stats.user_slot(c.user);
                         }
                     }
-                    if phase == Phase::Auth && next == Next::Close && core.limit.allow(core.now) {
+                    if phase == Phase::Auth && next == Next::Close {
                         if let Ok(Parsed::Done(c, _)) = socks5::parse_auth(self.up.pending()) {
-                            info!("#{} {} authentication failed for user {}", self.id, self.peer, Escaped(c.user));
+                            if core.shared.cfg.log_connections {
+                                // One event, one line: the connection's.
+                                self.rec.tried = Some(c.user.into());
+                            } else if core.limit.allow(core.now) {
+                                info!("#{} {} authentication failed for user {}", self.id, self.peer, Escaped(c.user));
+                            }
                         }
                     }
                     self.up.consume(used);
@@ -89,13 +106,25 @@ impl Conn {
                         }
                     }
                 }
-                Step::Fail(proto, reply) => return self.fail(proto, reply, core),
+                Step::Fail(proto, reply) => {
+                    // What was asked, for the connection log, though refused.
+                    self.note_proto(phase, proto);
+                    if let Some((cmd, target, _)) = crate::handshake::asked(phase, self.up.pending()) {
+                        self.rec.cmd = Some(cmd);
+                        if core.shared.cfg.log_connections {
+                            self.rec.dest = Some(target);
+                        }
+                    }
+                    return self.fail(proto, reply, core);
+                }
                 Step::Connect { used, proto, target } => {
+                    self.note_proto(phase, proto);
                     self.take_request(used);
                     self.up.release_if_empty(&mut core.pool);
                     return self.start(proto, target, Command::Connect, core, reg);
                 }
                 Step::Bind { used, proto, expect } => {
+                    self.note_proto(phase, proto);
                     self.take_request(used);
                     self.up.release_if_empty(&mut core.pool);
                     return self.start(proto, expect, Command::Bind, core, reg);
@@ -114,6 +143,16 @@ impl Conn {
             }
         }
         self.flush_ctl()
+    }
+
+    /// The protocol the client spoke, as the connection log names it.
+    fn note_proto(&mut self, phase: Phase, proto: Proto) {
+        let socks4a = || crate::handshake::asked(phase, self.up.pending()).is_some_and(|(_, _, a)| a);
+        self.rec.proto = Some(match proto {
+            Proto::V5 => "5",
+            Proto::V4 if socks4a() => "4a",
+            Proto::V4 => "4",
+        });
     }
 
     /// Reads more handshake bytes; `Ok(false)` when none can be read now.

@@ -3,7 +3,7 @@
 //! when the reactor removes it.
 //!
 //! ```text
-//! conn id=7 client=127.0.0.1:40112 user=alice cmd=connect dest=example.org:80 addr=93.184.216.34:80 reply=0x00 up=75 down=1256 ms=102 end=eof
+//! conn id=7 client=127.0.0.1:40112 proto=5 user=alice cmd=connect dest=example.org:80 addr=93.184.216.34:80 reply=0x00 up=75 down=1256 ms=102 end=eof
 //! ```
 
 use super::{Closed, Conn, State};
@@ -32,6 +32,10 @@ pub(super) struct Record {
     pub reply: Option<Reply>,
     /// The user's slot in this thread's [`Stats::users`].
     pub user: Option<u16>,
+    /// SOCKS version spoken: "4", "4a" or "5".
+    pub proto: Option<&'static str>,
+    /// A user name that failed to log in (kept only for the connection log).
+    pub tried: Option<Box<[u8]>>,
     /// TCP bytes client to target and back.
     pub up: u64,
     pub down: u64,
@@ -39,7 +43,18 @@ pub(super) struct Record {
 
 impl Record {
     pub(super) fn new(now: Instant) -> Record {
-        Record { started: now, cmd: None, dest: None, addr: None, reply: None, user: None, up: 0, down: 0 }
+        Record {
+            started: now,
+            cmd: None,
+            dest: None,
+            addr: None,
+            reply: None,
+            user: None,
+            proto: None,
+            tried: None,
+            up: 0,
+            down: 0,
+        }
     }
 }
 
@@ -123,10 +138,11 @@ struct Line<'a> {
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (c, r) = (self.c, &self.c.rec);
-        write!(f, "conn id={} client={}", c.id, c.peer)?;
-        match r.user.and_then(|i| self.users.get(usize::from(i))) {
-            Some(u) => write!(f, " user={}", Field(&u.name))?,
-            None => f.write_str(" user=-")?,
+        write!(f, "conn id={} client={} proto={}", c.id, c.peer, r.proto.unwrap_or("-"))?;
+        match (r.user.and_then(|i| self.users.get(usize::from(i))), &r.tried) {
+            (Some(u), _) => write!(f, " user={}", Field(&u.name))?,
+            (None, Some(t)) => write!(f, " user={}", Field(t))?,
+            (None, None) => f.write_str(" user=-")?,
         }
         write!(f, " cmd={}", r.cmd.unwrap_or("-"))?;
         match &r.dest {
@@ -138,9 +154,11 @@ impl fmt::Display for Line<'_> {
             Some(a) => write!(f, " addr={a}")?,
             None => f.write_str(" addr=-")?,
         }
-        match r.reply {
-            Some(rep) => write!(f, " reply=0x{:02x}", rep as u8)?,
-            None => f.write_str(" reply=-")?,
+        // The code sent, in the protocol's own terms (SOCKS4: 0x5a or 0x5b).
+        match (r.reply, r.proto) {
+            (Some(rep), Some("4" | "4a")) => write!(f, " reply=0x{:02x}", crate::reply::Reply4::from(rep) as u8)?,
+            (Some(rep), _) => write!(f, " reply=0x{:02x}", rep as u8)?,
+            (None, _) => f.write_str(" reply=-")?,
         }
         if let State::Udp(a) = &c.state {
             let u = a.counts();
