@@ -353,6 +353,13 @@ fn a_bad_setting_is_one_line_and_no_crash_loop() {
     r.run("chmod 0640 /etc/socksd/users && /etc/init.d/socksd reload");
     eventually("started again", || r.instance().is_some_and(|(run, _)| run));
 
+    // A listen address that is not the router's.
+    r.run("uci add_list socksd.main.listen=192.0.2.1:1080 && uci commit socksd && /etc/init.d/socksd reload");
+    eventually("no instance on an address of another host", || r.instance().is_none());
+    assert!(r.logread().contains("main: not started: listen on 192.0.2.1:1080: not an address of this host"));
+    r.run("uci delete socksd.main.listen && uci commit socksd && /etc/init.d/socksd reload");
+    eventually("started again", || r.instance().is_some_and(|(run, _)| run));
+
     r.run("uci set socksd.main.port=80 && uci commit socksd && /etc/init.d/socksd reload");
     eventually("no instance on a privileged port", || r.instance().is_none());
     assert!(r.logread().contains("not started: --listen 192.168.1.1:80: the service runs as user socksd"));
