@@ -143,6 +143,20 @@ fn main() {
         "idle" => {
             let n = num(&m, "conns", 10_000usize);
             let before = pid.and_then(loadgen::tree_rss_kib);
+            let peak = pid.and_then(loadgen::tree_peak_rss_kib);
+            // A proxy that already ran other load has memory to reuse, and
+            // the figure would come out near zero (socksd-bench(1), idle).
+            let trusted = match (before, peak) {
+                (Some(b), Some(p)) => loadgen::fresh_enough(b, p),
+                _ => true,
+            };
+            if !trusted {
+                eprintln!(
+                    "socksd-bench: warning: the proxy's RSS peaked at {} KiB and is {} KiB now: memory it kept from earlier load hides what idle connections cost; measure idle on a freshly started proxy",
+                    kib(peak),
+                    kib(before)
+                );
+            }
             loadgen::idle(&route, n).map(|set| {
                 std::thread::sleep(Duration::from_millis(500));
                 let after = pid.and_then(loadgen::tree_rss_kib);
@@ -153,9 +167,11 @@ fn main() {
                 drop(set);
                 (
                     format!(
-                        "mode=idle proxy={proxy} conns={n} rss_before_kib={} rss_after_kib={} bytes_per_conn={per}",
+                        "mode=idle proxy={proxy} conns={n} rss_before_kib={} rss_after_kib={} peak_before_kib={} bytes_per_conn={per} trusted={}",
                         kib(before),
-                        kib(after)
+                        kib(after),
+                        kib(peak),
+                        if trusted { "yes" } else { "no" }
                     ),
                     format!("{n} idle relayed connections: {per} bytes of proxy RSS each"),
                 )
