@@ -41,6 +41,7 @@ mod buffer;
 mod clients;
 mod fds;
 mod host;
+mod mailbox;
 mod outbound;
 mod pipe;
 mod relay;
@@ -85,6 +86,12 @@ pub use stats::{Stats, UserStats};
 /// first).
 pub fn fds_limit() -> usize {
     fds::nofile()
+}
+
+/// Starts a named thread (the binary's log writer uses it); see
+/// `sys::spawn_named` for why not `std::thread::Builder::name`.
+pub fn spawn_named<F: FnOnce() + Send + 'static>(name: &str, f: F) -> std::io::Result<std::thread::JoinHandle<()>> {
+    sys::spawn_named(name, None, f)
 }
 
 /// Hooks for the integration tests; not part of the API.

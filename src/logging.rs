@@ -35,28 +35,16 @@ struct Lines {
 static QUEUE_REF: OnceLock<Arc<Queue>> = OnceLock::new();
 static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// One logger's output: a push that never waits for the writer.
-struct QueueWriter {
-    q: Arc<Queue>,
-    /// Standard output (procd's info stream) rather than standard error.
-    out: bool,
-}
-
-impl Write for QueueWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut g = self.q.state.lock().unwrap_or_else(|e| e.into_inner());
-        if g.queue.len() < QUEUE {
-            g.queue.push_back((self.out, buf.to_vec()));
-            g.pushed += 1;
-            self.q.ready.notify_one();
-        } else {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+/// Queues one line for the writer without waiting for it; a full queue
+/// drops the line and counts it.
+fn push(q: &Queue, out: bool, line: Vec<u8>) {
+    let mut g = q.state.lock().unwrap_or_else(|e| e.into_inner());
+    if g.queue.len() < QUEUE {
+        g.queue.push_back((out, line));
+        g.pushed += 1;
+        q.ready.notify_one();
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -83,27 +71,6 @@ fn writer(q: Arc<Queue>, procd: bool) {
         q.state.lock().unwrap_or_else(|e| e.into_inner()).written += 1;
         q.written.notify_all();
     }
-}
-
-/// Under procd (`--log-procd`), stdout lines are filed at syslog level
-/// info and stderr lines at err: two loggers, chosen by level.
-struct Split {
-    info: env_logger::Logger,
-    warn: env_logger::Logger,
-}
-
-impl log::Log for Split {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        self.info.enabled(m)
-    }
-    fn log(&self, r: &log::Record) {
-        if r.level() <= log::Level::Warn {
-            self.warn.log(r)
-        } else {
-            self.info.log(r)
-        }
-    }
-    fn flush(&self) {}
 }
 
 /// socksd's own lines at `level`; its dependencies' (mio's "registering
@@ -133,28 +100,106 @@ fn stamp(f: &mut impl Write) -> std::io::Result<()> {
     )
 }
 
-fn logger(level: LevelFilter, conns: bool, procd: bool, time: bool, q: Arc<Queue>, out: bool) -> env_logger::Logger {
-    let mut b = env_logger::Builder::new();
-    b.filter_level(level.min(LevelFilter::Warn)).filter_module("socksd", level);
-    if conns {
-        b.filter_module("connlog", LevelFilter::Info);
+/// Which lines pass: a level per log target (a module path such as
+/// `socksd::connection`, or `connlog`), the longest matching prefix
+/// deciding, and a level for every other target.
+#[derive(Debug, PartialEq)]
+struct Filter {
+    default: LevelFilter,
+    rules: Vec<(String, LevelFilter)>,
+}
+
+impl Filter {
+    fn level(&self, target: &str) -> LevelFilter {
+        let under = |m: &str| target.strip_prefix(m).is_some_and(|t| t.is_empty() || t.starts_with("::"));
+        let best = self.rules.iter().filter(|(m, _)| under(m)).max_by_key(|(m, _)| m.len());
+        best.map_or(self.default, |r| r.1)
     }
-    if let Ok(spec) = std::env::var("RUST_LOG") {
-        b.parse_filters(&spec);
+
+    fn set(&mut self, target: &str, level: LevelFilter) {
+        self.rules.retain(|(m, _)| m != target);
+        self.rules.push((target.to_string(), level));
     }
-    b.target(env_logger::Target::Pipe(Box::new(QueueWriter { q, out })));
-    if procd {
-        // procd tags every line "socksd[PID]" itself, and stamps it.
-        b.format(|f, r| writeln!(f, "{}: {}", r.level().as_str().to_ascii_lowercase(), r.args()));
-    } else {
-        b.format(move |f, r| {
-            if time {
-                stamp(f)?;
+
+    /// Applies `RUST_LOG` (the `env_logger` syntax without its `/regex`
+    /// part): comma-separated `LEVEL` (every target, socksd's own
+    /// included; `connlog` stays on with `--log-connections`), `TARGET`
+    /// (all of it) or `TARGET=LEVEL`. Returns the directives not understood.
+    fn apply(&mut self, spec: &str) -> Vec<String> {
+        let mut bad = Vec::new();
+        for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            match d.split_once('=') {
+                None => match d.parse::<LevelFilter>() {
+                    Ok(l) => {
+                        self.default = l;
+                        self.rules.retain(|(m, _)| m == "connlog");
+                    }
+                    Err(_) => self.set(d, LevelFilter::Trace),
+                },
+                Some((t, l)) => match l.trim().parse::<LevelFilter>() {
+                    Ok(l) if !t.trim().is_empty() => self.set(t.trim(), l),
+                    _ => bad.push(d.to_string()),
+                },
             }
-            writeln!(f, "socksd: {}: {}", r.level().as_str().to_ascii_lowercase(), r.args())
-        });
+        }
+        bad
     }
-    b.build()
+
+    fn max(&self) -> LevelFilter {
+        self.rules.iter().map(|r| r.1).fold(self.default, Ord::max)
+    }
+}
+
+/// socksd's own lines at `level`; its dependencies' (mio's "registering
+/// event source" and the like) at warn unless `RUST_LOG` asks for them.
+/// The connection log (`--log-connections`) is info whatever `-q` says.
+fn filter(level: LevelFilter, conns: bool) -> Filter {
+    let mut f = Filter { default: level.min(LevelFilter::Warn), rules: vec![("socksd".to_string(), level)] };
+    if conns {
+        f.set("connlog", LevelFilter::Info);
+    }
+    f
+}
+
+/// Formats each line and queues it. Under procd (`--log-procd`), lines
+/// below warn go to stdout (procd files them at syslog level info) and the
+/// others to stderr (err); procd tags and stamps them itself.
+struct Logger {
+    filter: Filter,
+    procd: bool,
+    time: bool,
+    q: Arc<Queue>,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.filter.level(m.target())
+    }
+
+    fn log(&self, r: &log::Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let level = match r.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warn",
+            log::Level::Info => "info",
+            log::Level::Debug => "debug",
+            log::Level::Trace => "trace",
+        };
+        let mut line = Vec::with_capacity(128);
+        if self.procd {
+            let _ = writeln!(line, "{level}: {}", r.args());
+        } else {
+            if self.time {
+                let _ = stamp(&mut line);
+            }
+            let _ = writeln!(line, "socksd: {level}: {}", r.args());
+        }
+        push(&self.q, self.procd && r.level() > log::Level::Warn, line);
+    }
+
+    fn flush(&self) {}
 }
 
 /// Installs the logger and starts its writer thread.
@@ -168,20 +213,18 @@ pub fn init(verbosity: i32, conns: bool, procd: bool, time: bool) {
     };
     let q = Arc::new(Queue::default());
     let wq = q.clone();
-    if std::thread::Builder::new().name("socksd-log".into()).spawn(move || writer(wq, procd)).is_err() {
+    if socksd::spawn_named("socksd-log", move || writer(wq, procd)).is_err() {
         return;
     }
-    let warn = logger(level, conns, procd, time, q.clone(), false);
-    let max = warn.filter();
-    let result = if procd {
-        let info = logger(level, conns, procd, time, q.clone(), true);
-        log::set_boxed_logger(Box::new(Split { info, warn }))
-    } else {
-        log::set_boxed_logger(Box::new(warn))
-    };
-    if result.is_ok() {
+    let mut filter = filter(level, conns);
+    let bad = std::env::var("RUST_LOG").map(|spec| filter.apply(&spec)).unwrap_or_default();
+    let max = filter.max();
+    if log::set_logger(Box::leak(Box::new(Logger { filter, procd, time, q: q.clone() }))).is_ok() {
         log::set_max_level(max);
         let _ = QUEUE_REF.set(q);
+        for d in bad {
+            log::warn!("RUST_LOG: '{d}' is not LEVEL, TARGET or TARGET=LEVEL; ignored");
+        }
     }
 }
 
@@ -200,5 +243,40 @@ pub fn drain() {
             return;
         }
         g = q.written.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_per_target() {
+        let f = filter(LevelFilter::Debug, true);
+        assert_eq!(f.level("socksd::connection::connect"), LevelFilter::Debug);
+        assert_eq!(f.level("socksd"), LevelFilter::Debug);
+        assert_eq!(f.level("socksdx"), LevelFilter::Warn, "a prefix counts only at a :: boundary");
+        assert_eq!(f.level("mio::poll"), LevelFilter::Warn);
+        assert_eq!(f.level("connlog"), LevelFilter::Info);
+        let q = filter(LevelFilter::Error, false);
+        assert_eq!(q.level("connlog"), LevelFilter::Error, "no connection log unless asked");
+        assert_eq!(q.max(), LevelFilter::Error);
+    }
+
+    #[test]
+    fn rust_log_directives() {
+        let mut f = filter(LevelFilter::Info, true);
+        assert!(f.apply("trace").is_empty());
+        assert_eq!((f.level("socksd::reactor"), f.level("mio")), (LevelFilter::Trace, LevelFilter::Trace));
+        assert_eq!(f.level("connlog"), LevelFilter::Info, "--log-connections stays");
+        let mut f = filter(LevelFilter::Info, false);
+        assert!(f.apply(" mio=debug, socksd::resolver=trace ,socksd::reactor").is_empty());
+        assert_eq!(f.level("mio::net"), LevelFilter::Debug);
+        assert_eq!(f.level("socksd::resolver"), LevelFilter::Trace);
+        assert_eq!(f.level("socksd::reactor"), LevelFilter::Trace);
+        assert_eq!(f.level("socksd::relay"), LevelFilter::Info);
+        assert_eq!(f.max(), LevelFilter::Trace);
+        assert_eq!(f.apply("mio=loud,=info,off"), vec!["mio=loud".to_string(), "=info".to_string()]);
+        assert_eq!(f.level("socksd"), LevelFilter::Off);
     }
 }

@@ -7,6 +7,7 @@ use crate::connection::{Closed, Conn, End, Flow};
 use crate::core::{Core, Shared};
 use crate::fds;
 use crate::lanes::{Lanes, BULK_NICE, FRONT_SLICE_NS};
+use crate::mailbox::Receiver;
 use crate::resolver::Answer;
 use crate::token::{self, Owner, Role};
 use log::{debug, error, info, warn};
@@ -16,7 +17,6 @@ use slab::Slab;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ impl Reactor {
     /// connection closed meanwhile just drops its context).
     #[cfg(feature = "gssapi")]
     fn gss_answers(&mut self) {
-        while let Some(Ok(d)) = self.gss_answers.as_ref().map(|rx| rx.try_recv()) {
+        while let Some(d) = self.gss_answers.as_ref().and_then(Receiver::try_recv) {
             let key = d.key;
             let flow = match self.conns.get_mut(key) {
                 Some(c) if c.id() == d.id => c.on_gss(d, &mut self.core, self.poll.registry()),
@@ -131,7 +131,7 @@ impl Reactor {
                     }
                 }
             }
-            while let Ok(a) = self.answers.try_recv() {
+            while let Some(a) = self.answers.try_recv() {
                 let reg = self.poll.registry();
                 let key = a.key;
                 let flow = match self.conns.get_mut(key) {
@@ -201,7 +201,7 @@ impl Reactor {
         // again and again with a zero timeout.
         next.map(|at| {
             let d = at.saturating_duration_since(Instant::now());
-            Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
+            Duration::from_millis(crate::timer::millis(d, true))
         })
     }
 

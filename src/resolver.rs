@@ -35,13 +35,13 @@
 //! - a name that just failed fails at once for [`NEGATIVE_TTL`].
 
 use crate::fair::Fair;
+use crate::mailbox::Sender;
 use crate::reply::Reply;
 pub(crate) use crate::sys::Family;
 use mio::Waker;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -248,7 +248,7 @@ impl Resolver {
 /// and shutting down does not wait for it.
 fn spawn_worker(inner: &Arc<Inner>) -> std::io::Result<()> {
     let inner = inner.clone();
-    std::thread::Builder::new().name("socksd-dns".into()).stack_size(STACK).spawn(move || worker(&inner))?;
+    crate::sys::spawn_named("socksd-dns", Some(STACK), move || worker(&inner))?;
     Ok(())
 }
 

@@ -80,7 +80,7 @@ impl Server {
         for _ in 0..all {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-            let (tx, rx) = std::sync::mpsc::channel();
+            let (tx, rx) = crate::mailbox::channel();
             outlets.push(Outlet { tx, waker: waker.clone() });
             receivers.push(rx);
             wakers.push(waker);
@@ -131,7 +131,7 @@ impl Server {
                 reactor.lane(i - threads);
                 format!("socksd-bulk-{}", i - threads)
             };
-            let h = std::thread::Builder::new().name(name).spawn(move || reactor.run())?;
+            let h = crate::sys::spawn_named(&name, None, move || reactor.run())?;
             server.threads.push(h);
         }
         info!(
@@ -267,7 +267,7 @@ fn gss_worker(
     wakers: &[Arc<Waker>],
 ) -> io::Result<(
     Option<crate::gss::worker::Worker>,
-    std::collections::VecDeque<std::sync::mpsc::Receiver<crate::gss::worker::Done>>,
+    std::collections::VecDeque<crate::mailbox::Receiver<crate::gss::worker::Done>>,
 )> {
     use crate::gss::worker::{Outlet, Worker};
     let Some(g) = &cfg.gssapi else { return Ok((None, Default::default())) };
@@ -278,7 +278,7 @@ fn gss_worker(
     let mut outlets = Vec::new();
     let mut rxs = std::collections::VecDeque::new();
     for w in wakers {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = crate::mailbox::channel();
         outlets.push(Outlet { tx, waker: w.clone() });
         rxs.push_back(rx);
     }

@@ -64,7 +64,7 @@ fn on(b: bool) -> &'static str {
 }
 
 fn seconds(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
+    let ms = crate::timer::millis(d, false);
     if ms % 1000 == 0 {
         format!("{}", ms / 1000)
     } else {

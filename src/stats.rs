@@ -218,7 +218,7 @@ impl RateLimit {
     /// Whether a line may be written now; if not, it is counted.
     pub(crate) fn allow(&mut self, now: std::time::Instant) -> bool {
         let last = *self.last.get_or_insert(now);
-        let earned = now.saturating_duration_since(last).as_millis() as u64 * u64::from(PER_SEC) / 1000;
+        let earned = crate::timer::millis(now.saturating_duration_since(last), false) * u64::from(PER_SEC) / 1000;
         if earned > 0 {
             self.tokens = (u64::from(self.tokens) + earned).min(u64::from(BURST)) as u32;
             self.last = Some(now);

@@ -30,6 +30,56 @@ pub(crate) fn cpus() -> usize {
     n.max(1)
 }
 
+/// Starts a thread named `name` (at most 15 bytes are kept, as `ps -T`
+/// and `top -H` show them). The name is set with prctl in the thread itself
+/// rather than with `Builder::name`: std names threads through musl's
+/// `pthread_setname_np`, which links musl's printf (about 12 KB of a
+/// router build) for a path only needed to name another thread.
+pub(crate) fn spawn_named<F>(name: &str, stack: Option<usize>, f: F) -> io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let mut comm = [0u8; 16];
+    let n = name.len().min(15);
+    comm[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let mut b = std::thread::Builder::new();
+    if let Some(size) = stack {
+        b = b.stack_size(size);
+    }
+    b.spawn(move || {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+        // bytes from `comm`, which lives until the call returns.
+        unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr() as libc::c_ulong, 0, 0, 0) };
+        f()
+    })
+}
+
+/// Names the calling thread, for std's `Builder::name` on static musl
+/// builds. musl's own `pthread_setname_np` can also name another thread
+/// (through `/proc/self/task/TID/comm`, a path built with `snprintf`), and
+/// so links musl's whole printf: 12 KB of a router build, for a call std
+/// only ever makes on the calling thread. Defined here, the linker takes
+/// this one and leaves musl's object out. Same contract: ERANGE for a
+/// name over 15 bytes; another thread is not supported (ENOTSUP).
+#[cfg(all(target_os = "linux", target_env = "musl", target_feature = "crt-static"))]
+#[unsafe(no_mangle)]
+pub extern "C" fn pthread_setname_np(thread: libc::pthread_t, name: *const libc::c_char) -> libc::c_int {
+    // SAFETY: pthread_self has no preconditions.
+    if thread != unsafe { libc::pthread_self() } {
+        return libc::ENOTSUP;
+    }
+    // SAFETY: the caller passes a NUL-terminated string, as for musl's.
+    if unsafe { CStr::from_ptr(name) }.to_bytes().len() > 15 {
+        return libc::ERANGE;
+    }
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes, which the check above guarantees.
+    match unsafe { libc::prctl(libc::PR_SET_NAME, name as libc::c_ulong, 0, 0, 0) } {
+        0 => 0,
+        _ => io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL),
+    }
+}
+
 /// Lowers the calling thread's priority by `by` nice steps (Linux keeps a
 /// nice value per thread; lowering it needs no privilege). Best effort.
 pub(crate) fn lower_thread_priority(by: libc::c_int) {

@@ -7,7 +7,16 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// `d` in whole milliseconds, rounded down (or up, with `ceil`), in 64
+/// bits: `Duration::as_millis` is a u128, whose division costs a 32-bit
+/// router 2 KB of compiler-builtins code.
+pub(crate) fn millis(d: Duration, ceil: bool) -> u64 {
+    let sub = u64::from(d.subsec_nanos());
+    let sub = if ceil { sub.div_ceil(1_000_000) } else { sub / 1_000_000 };
+    d.as_secs().saturating_mul(1000).saturating_add(sub)
+}
 
 #[derive(Default)]
 pub struct Timers {

@@ -170,7 +170,7 @@ impl fmt::Display for Line<'_> {
         } else {
             write!(f, " up={} down={}", r.up, r.down)?;
         }
-        let ms = self.now.saturating_duration_since(r.started).as_millis() as u64;
+        let ms = crate::timer::millis(self.now.saturating_duration_since(r.started), false);
         write!(f, " ms={ms} end={}", ENDS[self.why.end()])?;
         if self.held > 0 {
             write!(f, " suppressed={}", self.held)?;

@@ -16,9 +16,9 @@
 
 use super::{Accepted, Context, Cred};
 use crate::fair::Fair;
+use crate::mailbox::Sender;
 use mio::Waker;
 use std::net::IpAddr;
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 
 /// Steps waiting for a thread; beyond this a client is refused.
@@ -89,7 +89,7 @@ impl Worker {
         let inner = Arc::new(Inner { q: Mutex::new(Queue::default()), cv: Condvar::new(), outlets });
         for cred in creds {
             let i = inner.clone();
-            std::thread::Builder::new().name("socksd-gss".into()).spawn(move || run(&i, &cred))?;
+            crate::sys::spawn_named("socksd-gss", None, move || run(&i, &cred))?;
         }
         Ok(Worker { inner })
     }
