@@ -3,7 +3,25 @@
 
 # The five OpenWrt CPU families, and the zig that links for them.
 ALL="mips-unknown-linux-musl mipsel-unknown-linux-musl armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl x86_64-unknown-linux-musl"
-ZIGLANG=ziglang==0.17.1
+
+# What CI builds, smoke-tests under qemu (tests/cross.rs) and lists in the
+# README's size table (contrib/cross/sizes.sh): every family in the router
+# profile, which the packages ship, and two in the release profile.
+BUILDS="mips-unknown-linux-musl/router mipsel-unknown-linux-musl/router armv7-unknown-linux-musleabihf/router aarch64-unknown-linux-musl/router x86_64-unknown-linux-musl/router mipsel-unknown-linux-musl/release x86_64-unknown-linux-musl/release"
+ZIG_VERSION=0.17.1
+ZIGLANG=ziglang==$ZIG_VERSION
+
+# The Rust the router builds are made with, pinned so that two machines
+# build the same bytes (the README's size table and tests/cross.rs's
+# budgets are for it): Debian bookworm's rustc-web, cargo-web and
+# rust-web-src at this exact version, from bookworm's main archive
+# (frozen since bookworm's last point release; the security archive moves
+# on and keeps only its newest version, so it cannot be pinned). When the
+# version leaves deb.debian.org (bookworm moving to archive.debian.org),
+# the install stops with a message saying so; point SOCKSD_RUST_DEB at a
+# version the archive has and regenerate the size table
+# (contrib/size-table.sh --write), since the sizes change with it.
+RUST_DEB=${SOCKSD_RUST_DEB:-1.85.0+dfsg3-1~deb12u3}
 
 # Runs a command as root: directly, or through sudo.
 cross_root() {
@@ -24,22 +42,46 @@ cross_apt() {
         { cross_root apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive cross_root apt-get install -y -q "$@" >/dev/null; }
 }
 
-# The Rust with std's source (Debian's), zig, llvm-strip; qemu with "qemu".
+# The installed version of a Debian package, or nothing.
+cross_deb_version() {
+    dpkg-query -W -f '${Version}' "$1" 2>/dev/null || true
+}
+
+# The pinned Rust with std's source (Debian's), zig, llvm-strip; qemu with
+# "qemu". Prints the versions used.
 cross_install() {
     pkgs=""
-    [ -x /usr/bin/cargo ] && [ -x /usr/bin/rustc ] || pkgs="$pkgs rustc-web cargo-web"
-    [ -f /usr/lib/rustlib/src/rust/library/Cargo.lock ] || pkgs="$pkgs rust-web-src"
+    for p in rustc-web cargo-web rust-web-src libstd-rust-web-dev; do
+        [ "$(cross_deb_version $p)" = "$RUST_DEB" ] || pkgs="$pkgs $p=$RUST_DEB"
+    done
+    if [ -n "$pkgs" ]; then
+        if ! apt-cache show "rustc-web=$RUST_DEB" >/dev/null 2>&1; then
+            cross_root apt-get update -q >/dev/null || true
+        fi
+        if ! apt-cache show "rustc-web=$RUST_DEB" >/dev/null 2>&1; then
+            echo "cross: rustc-web $RUST_DEB, the pinned toolchain, is not in the package archive (any more);" >&2
+            echo "cross: set SOCKSD_RUST_DEB to one 'apt-cache policy rustc-web' lists and regenerate the size table" >&2
+            return 1
+        fi
+        echo "cross: installing the pinned Rust:$pkgs (Debian packages)" >&2
+        # --allow-downgrades: a machine may have a newer rustc-web from the
+        # security archive; the pin wins.
+        DEBIAN_FRONTEND=noninteractive cross_root apt-get install -y -q --allow-downgrades $pkgs >/dev/null
+    fi
+    pkgs=""
     command -v llvm-strip >/dev/null || pkgs="$pkgs llvm"
     if [ "${1:-}" = qemu ]; then
         command -v qemu-mips-static >/dev/null || pkgs="$pkgs qemu-user-static"
     fi
     [ -z "$pkgs" ] || cross_apt $pkgs
-    if ! ZIG=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__) + "/zig")' 2>/dev/null); then
+    if ! ZIG=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__) + "/zig")' 2>/dev/null) ||
+        [ "$("$ZIG" version)" != "$ZIG_VERSION" ]; then
         echo "cross: installing $ZIGLANG (PyPI)" >&2
         python3 -m pip install -q "$ZIGLANG" >&2
         ZIG=$(python3 -c 'import ziglang, os; print(os.path.dirname(ziglang.__file__) + "/zig")')
     fi
     export ZIG
+    echo "cross: $(/usr/bin/rustc --version) (Debian rustc-web $(cross_deb_version rustc-web)), zig $("$ZIG" version), llvm-strip $(llvm-strip --version | sed -n 's/.*LLVM version //p')" >&2
 }
 
 # zig's name for the C target of a Rust triple.
@@ -88,7 +130,12 @@ cross_cargo() {
     shift 2
     sub=$1
     shift
-    flags="-C target-feature=+crt-static -C link-self-contained=no"
+    # Static, with zig's crt and musl. A static musl binary is loaded at a
+    # fixed address (ET_EXEC, not static-pie) whatever the code model, so
+    # position-independent code buys nothing; non-PIC code saves a router
+    # build 49 KB on MIPS, where every call through the GOT costs
+    # instructions.
+    flags="-C target-feature=+crt-static -C link-self-contained=no -C relocation-model=static"
     std="std,panic_abort"
     features=""
     if [ "$sub" = test ]; then
@@ -99,6 +146,9 @@ cross_cargo() {
         export CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_TARGET_DIR=target/cross-test
     fi
     if [ "$p" = router ]; then
+        # Panics abort at once and print nothing: their file and line are
+        # dead bytes (1 KB).
+        flags="$flags -Zlocation-detail=none"
         # Rust 1.91 made immediate-abort a panic strategy and dropped the
         # std feature that older releases (Debian's 1.85) use.
         if RUSTC_BOOTSTRAP=1 /usr/bin/rustc -Zunstable-options -C panic=immediate-abort --print cfg >/dev/null 2>&1; then
