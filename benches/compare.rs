@@ -1,9 +1,12 @@
 //! `cargo bench`: socksd against the direct path (and the peer servers
-//! that are installed: microsocks, danted), interleaved A B A B, medians
-//! of several rounds, every figure also as a ratio to direct.
+//! that are installed: microsocks, danted, and any named in
+//! SOCKSD_BENCH_PROXIES), interleaved, medians of several rounds, every
+//! figure also as a ratio to direct. Connection rate, latency and UDP run
+//! on socksd-bench's comparison engine (the tool's `--proxy` comparison).
 //!
 //!   cargo bench                       # full run (a few minutes)
 //!   SOCKSD_BENCH_QUICK=1 cargo bench  # one short round of each
+//!   SOCKSD_BENCH_PROXIES="mine=127.0.0.1:9050 tor=socks5h://127.0.0.1:9150" cargo bench
 //!
 //! Connection-rate runs leave sockets in TIME_WAIT; runs are kept to a few
 //! seconds with pauses between them.
@@ -18,10 +21,15 @@ struct Server {
     name: String,
     child: Option<Child>,
     addr: Option<SocketAddr>,
+    /// How it is spoken to, when not plain SOCKS5 (SOCKSD_BENCH_PROXIES).
+    spec: Option<Route>,
 }
 
 impl Server {
     fn route(&self) -> Route {
+        if let Some(r) = &self.spec {
+            return r.clone();
+        }
         match self.addr {
             Some(a) => Route::socks5(a),
             None => Route::direct(),
@@ -78,7 +86,7 @@ fn socksd(threads: usize, extra: &[&str]) -> Server {
     } else {
         format!("socksd -t{threads} {}", extra.join(" "))
     };
-    Server { name, child: Some(child), addr: Some(addr) }
+    Server { name, child: Some(child), addr: Some(addr), spec: None }
 }
 
 fn microsocks() -> Option<Server> {
@@ -90,7 +98,7 @@ fn microsocks() -> Option<Server> {
         .spawn()
         .ok()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = Server { name: "microsocks".into(), child: Some(child), addr: Some(addr) };
+    let s = Server { name: "microsocks".into(), child: Some(child), addr: Some(addr), spec: None };
     wait_listening(addr).then_some(s)
 }
 
@@ -116,7 +124,7 @@ fn danted() -> Option<Server> {
         .spawn()
         .ok()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = Server { name: "danted".into(), child: Some(child), addr: Some(addr) };
+    let s = Server { name: "danted".into(), child: Some(child), addr: Some(addr), spec: None };
     wait_listening(addr).then_some(s)
 }
 
@@ -166,7 +174,7 @@ fn print_table(rows: &[Row]) {
                 (Some(d), name) if name != "direct" && d > 0.0 && r.higher_is_better => {
                     format!("{v:.2} ({:.2}x)", v / d)
                 }
-                (Some(d), name) if name != "direct" && d > 0.0 => format!("{v:.1} (+{:.1})", v - d),
+                (Some(d), name) if name != "direct" && d > 0.0 => format!("{v:.1} ({:+.1})", v - d),
                 _ => format!("{v:.2}"),
             })
             .collect();
@@ -181,9 +189,17 @@ fn main() {
     let time = Duration::from_secs_f64(secs);
     raise_nofile();
     let targets = Targets::start().expect("targets");
-    let mut servers = vec![Server { name: "direct".into(), child: None, addr: None }, socksd(2, &[])];
+    let mut servers = vec![Server { name: "direct".into(), child: None, addr: None, spec: None }, socksd(2, &[])];
     servers.extend(microsocks());
     servers.extend(danted());
+    // Servers of the user's: SOCKSD_BENCH_PROXIES, socksd-bench's --proxy
+    // specs separated by spaces.
+    for spec in std::env::var("SOCKSD_BENCH_PROXIES").unwrap_or_default().split_whitespace() {
+        match socksd_bench::parse_proxy(spec) {
+            Ok((name, route)) => servers.push(Server { name, child: None, addr: route.proxy, spec: Some(route) }),
+            Err(e) => panic!("SOCKSD_BENCH_PROXIES: {e}"),
+        }
+    }
     let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
     println!(
         "socksd bench: {} rounds of {secs} s, servers: {}, machine: {} CPUs",
@@ -212,50 +228,24 @@ fn main() {
                 per[i].push(bps * 8.0 / 1e9);
             }
         }
-        let figure = format!("bulk {streams} stream{} {dir:?}", if streams > 1 { "s" } else { "" }).to_lowercase();
+        let figure = format!("bulk {streams} stream{} {}", if streams > 1 { "s" } else { "" }, dir.name());
         let values = names.iter().cloned().zip(per.into_iter().map(median)).collect();
         rows.push(Row { figure, unit: "Gbit/s", higher_is_better: true, values });
     }
 
-    // 2. Connection rate.
-    let mut rate: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
-    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
-    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
-    for _ in 0..rounds {
-        for (i, s) in servers.iter().enumerate() {
-            let (r, p) = loadgen::connrate(&s.route(), &targets, 32, time).unwrap_or((f64::NAN, NAN3));
-            rate[i].push(r);
-            p50[i].push(p.p50);
-            p99[i].push(p.p99);
-            // Let TIME_WAIT sockets age a little between runs.
-            std::thread::sleep(Duration::from_millis(if quick { 300 } else { 1000 }));
-        }
+    // 2-3. Connection rate, round-trip latency and UDP, on socksd-bench's
+    // comparison engine: the same rounds, rotation and report as
+    // `socksd-bench --proxy NAME=... --rounds N`.
+    {
+        use socksd_bench::compare::{self, Mode, Settings};
+        let engine_servers =
+            servers.iter().map(|s| compare::Server { name: s.name.clone(), route: s.route(), pid: s.pid() }).collect();
+        let settings =
+            Settings { rounds, time, count: if quick { 5_000 } else { 20_000 }, quiet: true, ..Settings::default() };
+        let c = compare::run(engine_servers, vec![Mode::Connrate, Mode::Latency, Mode::Udp], settings, &targets);
+        let ctx = socksd_bench::report::Context::here(std::env::args().collect());
+        print!("{}", socksd_bench::report::markdown(&c, &ctx));
     }
-    let col = |v: Vec<Vec<f64>>| names.iter().cloned().zip(v.into_iter().map(median)).collect::<Vec<_>>();
-    rows.push(Row {
-        figure: "connections/s, 32 workers".into(),
-        unit: "1/s",
-        higher_is_better: true,
-        values: col(rate),
-    });
-    rows.push(Row { figure: "connect cycle p50".into(), unit: "us", higher_is_better: false, values: col(p50) });
-    rows.push(Row { figure: "connect cycle p99".into(), unit: "us", higher_is_better: false, values: col(p99) });
-
-    // 3. Round-trip latency through an established relay.
-    let count = if quick { 5_000 } else { 20_000 };
-    let mut lat: [Vec<Vec<f64>>; 3] = std::array::from_fn(|_| vec![Vec::new(); servers.len()]);
-    for _ in 0..rounds {
-        for (i, s) in servers.iter().enumerate() {
-            let p = loadgen::latency(&s.route(), &targets, count).unwrap_or(NAN3);
-            lat[0][i].push(p.p50);
-            lat[1][i].push(p.p99);
-            lat[2][i].push(p.p999);
-        }
-    }
-    let [l50, l99, l999] = lat;
-    rows.push(Row { figure: "round trip p50".into(), unit: "us", higher_is_better: false, values: col(l50) });
-    rows.push(Row { figure: "round trip p99".into(), unit: "us", higher_is_better: false, values: col(l99) });
-    rows.push(Row { figure: "round trip p99.9".into(), unit: "us", higher_is_better: false, values: col(l999) });
 
     // 4. Round trips under load: 2 bulk streams through the same server
     // while 32-byte ping-pongs measure whether a small exchange waits

@@ -126,7 +126,7 @@ impl Server {
                 reactor.gss_answers = gss_rx.pop_front();
             }
             let name = if i < threads {
-                format!("socksd-reactor-{i}")
+                format!("socksd-reactor{i}")
             } else {
                 reactor.lane(i - threads);
                 format!("socksd-bulk-{}", i - threads)

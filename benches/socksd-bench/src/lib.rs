@@ -11,20 +11,107 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How to reach a target: directly, or through a SOCKS5 proxy.
+pub mod compare;
+pub mod report;
+
+/// How to reach a target: directly, or through a SOCKS proxy.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub proxy: Option<SocketAddr>,
     pub user: Option<(String, String)>,
+    pub proto: Proto,
+}
+
+/// The SOCKS flavour a proxy is spoken to in. The `h` and `a` forms send
+/// the target as a name (its address as text), which the proxy resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Socks5,
+    Socks5h,
+    Socks4,
+    Socks4a,
+}
+
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Socks5 => "socks5",
+            Proto::Socks5h => "socks5h",
+            Proto::Socks4 => "socks4",
+            Proto::Socks4a => "socks4a",
+        }
+    }
+}
+
+/// A `--proxy` value: `NAME=[SCHEME://][USER:PASS@]HOST:PORT`, or the
+/// address alone (named by it). SCHEME is socks5 (the default), socks5h,
+/// socks4 or socks4a.
+pub fn parse_proxy(spec: &str) -> Result<(String, Route), String> {
+    let (name, rest) = match spec.split_once('=') {
+        Some((n, r)) if !n.is_empty() && !n.contains(['/', '@', ':']) => (Some(n.to_string()), r),
+        _ => (None, spec),
+    };
+    let (proto, rest) = match rest.split_once("://") {
+        None => (Proto::Socks5, rest),
+        Some(("socks5", r)) => (Proto::Socks5, r),
+        Some(("socks5h", r)) => (Proto::Socks5h, r),
+        Some(("socks4", r)) => (Proto::Socks4, r),
+        Some(("socks4a", r)) => (Proto::Socks4a, r),
+        Some((other, _)) => return Err(format!("'{spec}': unknown scheme {other} (socks5, socks5h, socks4, socks4a)")),
+    };
+    let (user, host) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let user = match user {
+        None => None,
+        Some(u) if proto == Proto::Socks4 || proto == Proto::Socks4a => Some((u.to_string(), String::new())),
+        Some(u) => match u.split_once(':') {
+            Some((a, b)) if a.len() <= 255 && b.len() <= 255 => Some((a.to_string(), b.to_string())),
+            _ => return Err(format!("'{spec}': credentials are USER:PASS (each at most 255 bytes)")),
+        },
+    };
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| format!("'{spec}': '{host}' is not HOST:PORT"))?;
+    Ok((name.unwrap_or_else(|| host.to_string()), Route { proxy: Some(addr), user, proto }))
 }
 
 impl Route {
     pub fn direct() -> Route {
-        Route { proxy: None, user: None }
+        Route { proxy: None, user: None, proto: Proto::Socks5 }
     }
 
     pub fn socks5(proxy: SocketAddr) -> Route {
-        Route { proxy: Some(proxy), user: None }
+        Route { proxy: Some(proxy), user: None, proto: Proto::Socks5 }
+    }
+
+    /// SOCKS4 CONNECT (or 4a, with the address as a name): the user id is
+    /// the `user` name; the reply is 8 bytes, 0x5a granted.
+    fn open4(&self, proxy: SocketAddr, target: SocketAddr) -> io::Result<TcpStream> {
+        let SocketAddr::V4(v4) = target else {
+            return Err(io::Error::other("SOCKS4 reaches IPv4 targets only"));
+        };
+        let mut s = TcpStream::connect(proxy)?;
+        s.set_nodelay(true)?;
+        let mut req = vec![4, 1];
+        req.extend_from_slice(&v4.port().to_be_bytes());
+        let a = self.proto == Proto::Socks4a;
+        req.extend_from_slice(&if a { [0, 0, 0, 1] } else { v4.ip().octets() });
+        req.extend_from_slice(self.user.as_ref().map_or("", |u| u.0.as_str()).as_bytes());
+        req.push(0);
+        if a {
+            req.extend_from_slice(v4.ip().to_string().as_bytes());
+            req.push(0);
+        }
+        s.write_all(&req)?;
+        let mut rep = [0u8; 8];
+        s.read_exact(&mut rep)?;
+        if rep[1] != 0x5a {
+            return Err(io::Error::other(format!("proxy refused: reply {:#04x}", rep[1])));
+        }
+        Ok(s)
     }
 
     /// Opens a stream to `target`: a SOCKS5 CONNECT (greeting, optional
@@ -35,6 +122,30 @@ impl Route {
             s.set_nodelay(true)?;
             return Ok(s);
         };
+        if matches!(self.proto, Proto::Socks4 | Proto::Socks4a) {
+            return self.open4(proxy, target);
+        }
+        let mut s = self.handshake5(proxy)?;
+        let mut req = [0u8; 3 + 19 + 64];
+        req[..3].copy_from_slice(&[5, 1, 0]);
+        let n = if self.proto == Proto::Socks5h {
+            let name = target.ip().to_string();
+            req[3] = 3;
+            req[4] = name.len() as u8;
+            req[5..5 + name.len()].copy_from_slice(name.as_bytes());
+            req[5 + name.len()..7 + name.len()].copy_from_slice(&target.port().to_be_bytes());
+            7 + name.len()
+        } else {
+            3 + encode_addr(target, &mut req[3..])
+        };
+        s.write_all(&req[..n])?;
+        read_reply5(&mut s)?;
+        Ok(s)
+    }
+
+    /// Connects to the SOCKS5 proxy and gets through method selection and
+    /// the RFC 1929 login.
+    fn handshake5(&self, proxy: SocketAddr) -> io::Result<TcpStream> {
         let mut s = TcpStream::connect(proxy)?;
         s.set_nodelay(true)?;
         let bad = |what: &str| io::Error::other(format!("proxy refused: {what}"));
@@ -64,19 +175,29 @@ impl Route {
                 }
             }
         }
-        let mut req = [0u8; 3 + 19];
-        req[..3].copy_from_slice(&[5, 1, 0]);
-        let n = 3 + encode_addr(target, &mut req[3..]);
-        s.write_all(&req[..n])?;
-        let mut head = [0u8; 4];
-        s.read_exact(&mut head)?;
-        if head[1] != 0 {
-            return Err(bad(&format!("reply {:#04x}", head[1])));
-        }
-        let rest = if head[3] == 4 { 18 } else { 6 };
-        let mut skip = [0u8; 18];
-        s.read_exact(&mut skip[..rest])?;
         Ok(s)
+    }
+}
+
+/// A SOCKS5 reply (RFC 1928 §6): the bound address, or the refusal.
+fn read_reply5(s: &mut TcpStream) -> io::Result<SocketAddr> {
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    if head[1] != 0 {
+        return Err(io::Error::other(format!("proxy refused: reply {:#04x}", head[1])));
+    }
+    let mut b = [0u8; 18];
+    match head[3] {
+        1 => {
+            s.read_exact(&mut b[..6])?;
+            Ok(SocketAddr::from(([b[0], b[1], b[2], b[3]], u16::from_be_bytes([b[4], b[5]]))))
+        }
+        4 => {
+            s.read_exact(&mut b)?;
+            let ip: [u8; 16] = b[..16].try_into().unwrap();
+            Ok(SocketAddr::from((ip, u16::from_be_bytes([b[16], b[17]]))))
+        }
+        _ => Err(io::Error::other("proxy replied with an address type this tool does not expect")),
     }
 }
 
@@ -102,6 +223,8 @@ pub struct Targets {
     pub source: SocketAddr,
     /// Echoes until EOF.
     pub echo: SocketAddr,
+    /// Sends every datagram back to where it came from.
+    pub udp_echo: SocketAddr,
 }
 
 impl Targets {
@@ -128,7 +251,15 @@ impl Targets {
             }
             let _ = s.shutdown(Shutdown::Write);
         })?;
-        Ok(Targets { sink, source, echo })
+        let u = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let udp_echo = u.local_addr()?;
+        thread::Builder::new().name("bench-udp-echo".into()).spawn(move || {
+            let mut b = [0u8; 2048];
+            while let Ok((n, from)) = u.recv_from(&mut b) {
+                let _ = u.send_to(&b[..n], from);
+            }
+        })?;
+        Ok(Targets { sink, source, echo, udp_echo })
     }
 }
 
@@ -138,6 +269,16 @@ pub enum Direction {
     Up,
     /// Target to client.
     Down,
+}
+
+impl Direction {
+    /// As the --direction flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        }
+    }
 }
 
 /// A short untimed bulk run: the first transfer in a fresh process runs at
@@ -441,6 +582,107 @@ pub fn tree_peak_rss_kib(pid: u32) -> Option<u64> {
 pub fn tree_cpu_secs(pid: u32) -> Option<f64> {
     let tree = process_tree(pid);
     Some(tree.iter().filter_map(|&p| cpu_secs(p)).sum()).filter(|_| cpu_secs(pid).is_some())
+}
+
+/// What [`udp`] measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Udp {
+    /// Datagram round trips (lost ones not counted).
+    pub rtt: Percentiles,
+    /// Datagrams echoed per second with up to [`UDP_WINDOW`] in flight.
+    pub per_s: f64,
+    /// Datagrams sent and never echoed, in percent of those sent.
+    pub loss_pct: f64,
+}
+
+/// Datagrams in flight in [`udp`]'s throughput phase.
+pub const UDP_WINDOW: usize = 32;
+/// Payload of every datagram in [`udp`].
+pub const UDP_PAYLOAD: usize = 64;
+
+/// UDP through the proxy's UDP ASSOCIATE (RFC 1928 §7), or directly: `count`
+/// sequential round trips of [`UDP_PAYLOAD`] bytes (one lost after 200 ms
+/// counts as lost), then `time` of windowed sending for throughput.
+pub fn udp(route: &Route, t: &Targets, count: usize, time: Duration) -> io::Result<Udp> {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut _control = None;
+    let (to, head) = match route.proxy {
+        None => (t.udp_echo, Vec::new()),
+        Some(proxy) => {
+            if matches!(route.proto, Proto::Socks4 | Proto::Socks4a) {
+                return Err(io::Error::other("SOCKS4 has no UDP"));
+            }
+            let mut c = route.handshake5(proxy)?;
+            let mut req = vec![5, 3, 0];
+            let mut a = [0u8; 19];
+            let n = encode_addr(sock.local_addr()?, &mut a);
+            req.extend_from_slice(&a[..n]);
+            c.write_all(&req)?;
+            let mut relay = read_reply5(&mut c)?;
+            if relay.ip().is_unspecified() {
+                relay.set_ip(proxy.ip());
+            }
+            _control = Some(c);
+            let mut h = vec![0, 0, 0];
+            let n = encode_addr(t.udp_echo, &mut a);
+            h.extend_from_slice(&a[..n]);
+            (relay, h)
+        }
+    };
+    let mut d = head.clone();
+    d.resize(head.len() + UDP_PAYLOAD, 0x33);
+    let seq_at = head.len();
+    let mut b = [0u8; 2048];
+    let (mut sent, mut got) = (0u64, 0u64);
+    // Round trips, one at a time; a late echo of an earlier one is skipped.
+    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let mut times = Vec::with_capacity(count);
+    for i in 0..count as u64 {
+        d[seq_at..seq_at + 8].copy_from_slice(&i.to_be_bytes());
+        let t0 = Instant::now();
+        sock.send_to(&d, to)?;
+        sent += 1;
+        loop {
+            match sock.recv_from(&mut b) {
+                Ok((n, _)) if n == d.len() && b[seq_at..seq_at + 8] == d[seq_at..seq_at + 8] => {
+                    times.push(t0.elapsed());
+                    got += 1;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if got == 0 && count > 0 {
+        return Err(io::Error::other(format!("no datagram came back of {sent} sent")));
+    }
+    // Throughput: windows of datagrams, each drained before the next.
+    sock.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let (mut tsent, mut tgot) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < time {
+        for _ in 0..UDP_WINDOW {
+            sock.send_to(&d, to)?;
+        }
+        tsent += UDP_WINDOW as u64;
+        let mut back = 0;
+        while back < UDP_WINDOW {
+            match sock.recv_from(&mut b) {
+                Ok(_) => back += 1,
+                Err(_) => break,
+            }
+        }
+        tgot += back as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let (sent, got) = (sent + tsent, got + tgot);
+    Ok(Udp {
+        rtt: percentiles(times),
+        per_s: tgot as f64 / secs,
+        loss_pct: if sent == 0 { 0.0 } else { (sent - got) as f64 * 100.0 / sent as f64 },
+    })
 }
 
 /// ATYP, address and port of a SOCKS5 request (RFC 1928 §5), into `out`;

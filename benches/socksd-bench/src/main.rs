@@ -1,17 +1,19 @@
 //! socksd-bench: the load generator socksd's own benchmarks use, for any
-//! SOCKS5 proxy (or none, for the direct baseline). It starts its own
-//! loopback targets; output is key=value lines plus a human summary.
+//! SOCKS proxy (or none, for the direct baseline). It starts its own
+//! loopback targets. One server and one mode: a key=value line plus a
+//! human summary. Several servers (or rounds, or a report file): a
+//! comparison in interleaved rounds (compare.rs), written by report.rs.
 
 use getopts::Options;
 use socksd_bench::{self as loadgen, Direction, Route};
-use std::net::SocketAddr;
 use std::process::exit;
 use std::time::Duration;
 
 fn usage(o: &Options) -> String {
     o.usage(
-        "Usage: socksd-bench [--proxy HOST:PORT [--user U:P]] --mode bulk|connrate|latency|loaded-latency|idle [OPTIONS]\n\n\
-         Measures a SOCKS5 proxy (or, without --proxy, the direct path) on loopback.",
+        "Usage: socksd-bench [--proxy HOST:PORT [--user U:P]] --mode bulk|connrate|latency|loaded-latency|idle [OPTIONS]\n       \
+         socksd-bench --proxy NAME=[SCHEME://][USER:PASS@]HOST:PORT ... [--mode all|MODE,...] [--rounds N] [--json F] [--csv F] [--markdown F] [--svg F]\n\n\
+         Measures SOCKS proxies (and always the direct path) on loopback.",
     )
 }
 
@@ -34,9 +36,20 @@ fn kib(v: Option<u64>) -> String {
 
 fn main() {
     let mut o = Options::new();
-    o.optopt("p", "proxy", "SOCKS5 proxy to measure; without it, the direct path", "HOST:PORT");
+    o.optmulti("p", "proxy", "a proxy to measure (repeatable: NAME=[SCHEME://][USER:PASS@]HOST:PORT, SCHEME socks5, socks5h, socks4 or socks4a); without it, the direct path", "SPEC");
     o.optopt("u", "user", "username and password for the proxy", "USER:PASS");
-    o.optopt("m", "mode", "bulk, connrate, latency, loaded-latency or idle", "MODE");
+    o.optopt(
+        "m",
+        "mode",
+        "bulk, connrate, latency, loaded-latency, udp or idle; comparing: a comma-separated list or all (default)",
+        "MODE",
+    );
+    o.optopt("", "rounds", "compare in N interleaved rounds (default 3)", "N");
+    o.optopt("", "json", "write the comparison as JSON (schema in socksd-bench(1))", "FILE");
+    o.optopt("", "csv", "write the comparison as CSV", "FILE");
+    o.optopt("", "markdown", "write the comparison's table as Markdown", "FILE");
+    o.optopt("", "svg", "draw the comparison as SVG bars with min-max whiskers", "FILE");
+    o.optflag("q", "quiet", "no progress lines on stderr");
     o.optopt("", "streams", "bulk: parallel streams (default 1); loaded-latency: bulk streams (default 2)", "N");
     o.optopt("", "direction", "bulk: down (target to client) or up (default down)", "DIR");
     o.optopt("", "time", "bulk, connrate: seconds to run (default 3)", "S");
@@ -56,14 +69,20 @@ fn main() {
         println!("socksd-bench {}", env!("CARGO_PKG_VERSION"));
         return;
     }
-    let mut route = Route::direct();
-    if let Some(p) = m.opt_str("proxy") {
-        let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&p)
-            .ok()
-            .and_then(|mut a| a.next())
-            .unwrap_or_else(|| fail(format!("invalid value for --proxy: '{p}'")));
-        route = Route::socks5(addr);
+    let proxies: Vec<(String, Route)> = m
+        .opt_strs("proxy")
+        .iter()
+        .map(|p| loadgen::parse_proxy(p).unwrap_or_else(|e| fail(format!("invalid value for --proxy: {e}"))))
+        .collect();
+    let comparing = proxies.len() > 1
+        || m.opt_strs("proxy").iter().any(|p| p.contains('='))
+        || ["rounds", "json", "csv", "markdown", "svg"].iter().any(|f| m.opt_present(f))
+        || m.opt_str("mode").is_none_or(|v| v == "all" || v == "udp" || v.contains(','));
+    if comparing {
+        compare(&m, proxies);
+        return;
     }
+    let mut route = proxies.into_iter().next().map_or_else(Route::direct, |p| p.1);
     if let Some(u) = m.opt_str("user") {
         let (a, b) = u.split_once(':').unwrap_or_else(|| fail("--user wants USER:PASS".into()));
         route.user = Some((a.into(), b.into()));
@@ -72,7 +91,7 @@ fn main() {
     let pid: Option<u32> = m.opt_str("pid").map(|p| p.parse().unwrap_or_else(|_| fail(format!("bad --pid '{p}'"))));
     let proxy = route.proxy.map_or("direct".to_string(), |p| p.to_string());
     let targets = loadgen::Targets::start().unwrap_or_else(|e| fail(format!("cannot start targets: {e}")));
-    let mode = m.opt_str("mode").unwrap_or_else(|| fail("--mode is required".into()));
+    let mode = m.opt_str("mode").unwrap_or_default();
     if mode == "bulk" {
         loadgen::warm_up(&route, &targets);
     }
@@ -88,12 +107,12 @@ fn main() {
             loadgen::bulk(&route, &targets, streams, dir, time).map(|bps| {
                 let gbps = bps * 8.0 / 1e9;
                 let mut line =
-                    format!("mode=bulk proxy={proxy} streams={streams} direction={dir:?} gbit_per_s={gbps:.2}");
+                    format!("mode=bulk proxy={proxy} streams={streams} direction={} gbit_per_s={gbps:.2}", dir.name());
                 if let (Some(c0), Some(c1)) = (cpu0, pid.and_then(loadgen::tree_cpu_secs)) {
                     let gib = bps * time.as_secs_f64() / (1u64 << 30) as f64;
                     line += &format!(" proxy_cpu_s_per_gib={:.3}", (c1 - c0) / gib);
                 }
-                (line, format!("{streams} stream(s) {dir:?}: {gbps:.2} Gbit/s"))
+                (line, format!("{streams} stream(s) {}: {gbps:.2} Gbit/s", dir.name()))
             })
         }
         "connrate" => {
@@ -188,5 +207,63 @@ fn main() {
             eprintln!("socksd-bench: {e}");
             exit(1);
         }
+    }
+}
+
+/// Several servers (the direct path always among them) in interleaved
+/// rounds; the table on stdout, the reports where asked.
+fn compare(m: &getopts::Matches, proxies: Vec<(String, Route)>) {
+    use loadgen::compare::{self, Mode, Server, Settings};
+    use loadgen::report;
+    let modes = Mode::parse_list(m.opt_str("mode").as_deref().unwrap_or("all")).unwrap_or_else(|e| fail(e));
+    let d = Settings::default();
+    let settings = Settings {
+        rounds: num(m, "rounds", d.rounds).clamp(1, 100),
+        time: Duration::from_secs_f64(num(m, "time", d.time.as_secs_f64()).clamp(0.05, 600.0)),
+        streams: num(m, "streams", d.streams).clamp(1, 256),
+        direction: match m.opt_str("direction").as_deref() {
+            None | Some("down") => Direction::Down,
+            Some("up") => Direction::Up,
+            Some(x) => fail(format!("invalid value for --direction: '{x}'")),
+        },
+        workers: num(m, "workers", d.workers).clamp(1, 1024),
+        count: num(m, "count", d.count).clamp(1, 10_000_000),
+        loaded_count: num(m, "count", d.loaded_count).clamp(1, 10_000_000),
+        loaded_streams: d.loaded_streams,
+        quiet: m.opt_present("quiet"),
+    };
+    let mut servers = vec![Server::direct()];
+    for (name, route) in proxies {
+        if servers.iter().any(|s| s.name == name) {
+            fail(format!("two servers are named '{name}'"));
+        }
+        servers.push(Server { name, route, pid: None });
+    }
+    // Every file is opened before the run, so a bad path fails at once.
+    let mut outs = Vec::new();
+    for flag in ["json", "csv", "markdown", "svg"] {
+        if let Some(path) = m.opt_str(flag) {
+            let f = std::fs::File::create(&path).unwrap_or_else(|e| fail(format!("--{flag} {path}: {e}")));
+            outs.push((flag, path, f));
+        }
+    }
+    let targets = loadgen::Targets::start().unwrap_or_else(|e| fail(format!("cannot start targets: {e}")));
+    let ctx = report::Context::here(std::env::args().collect());
+    let c = compare::run(servers, modes, settings, &targets);
+    print!("{}", report::markdown(&c, &ctx));
+    for (flag, path, mut f) in outs {
+        let text = match flag {
+            "json" => report::json(&c, &ctx),
+            "csv" => report::csv(&c),
+            "markdown" => report::markdown(&c, &ctx),
+            _ => report::svg(&c, &ctx),
+        };
+        if let Err(e) = std::io::Write::write_all(&mut f, text.as_bytes()) {
+            eprintln!("socksd-bench: --{flag} {path}: {e}");
+            exit(1);
+        }
+    }
+    if !c.failures.is_empty() {
+        exit(1);
     }
 }
