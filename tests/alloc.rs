@@ -117,14 +117,17 @@ fn relay_window(proxy: std::net::SocketAddr) -> usize {
 
 #[test]
 fn relay_allocates_nothing_and_handshakes_little() {
-    for splice in [false, true] {
+    // The connection log (with its time stamps, protocol and user kept
+    // per connection) must not add any either.
+    for (splice, connlog) in [(false, false), (true, false), (true, true)] {
         let mut cfg = config();
         cfg.threads = 1;
         cfg.splice = splice;
+        cfg.log_connections = connlog;
         let (_srv, proxy) = start(cfg);
         let during = relay_window(proxy);
-        println!("allocations while relaying 64 MiB each way (splice={splice}): {during}");
-        assert_eq!(during, 0, "steady-state relaying must not allocate (splice={splice})");
+        println!("allocations while relaying 64 MiB each way (splice={splice}, log={connlog}): {during}");
+        assert_eq!(during, 0, "steady-state relaying must not allocate (splice={splice}, log={connlog})");
     }
     let mut cfg = config();
     cfg.threads = 1;
