@@ -136,6 +136,9 @@ cross_cargo() {
     # build 49 KB on MIPS, where every call through the GOT costs
     # instructions.
     flags="-C target-feature=+crt-static -C link-self-contained=no -C relocation-model=static"
+    # Paths that end up in panic messages are the same on every machine:
+    # the sizes must not depend on where cargo keeps its registry.
+    flags="$flags --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$PWD=/socksd"
     std="std,panic_abort"
     features=""
     if [ "$sub" = test ]; then
