@@ -79,6 +79,9 @@ fn main() {
         || ["rounds", "json", "csv", "markdown", "svg"].iter().any(|f| m.opt_present(f))
         || m.opt_str("mode").is_none_or(|v| v == "all" || v == "udp" || v.contains(','));
     if comparing {
+        if m.opt_present("user") || m.opt_present("pid") || m.opt_present("conns") {
+            fail("--user, --pid and --conns are for one proxy and one mode; in a comparison give credentials as --proxy NAME=USER:PASS@HOST:PORT".into());
+        }
         compare(&m, proxies);
         return;
     }

@@ -62,3 +62,27 @@ fn idle_says_how_far_it_got() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("connection 1 of 5 failed (0 were held open)"), "{err}");
 }
+
+/// Flags of the one-proxy form are refused in a comparison, not ignored.
+#[test]
+fn single_proxy_flags_in_a_comparison_are_an_error() {
+    let out = Command::new(BENCH).args(["--proxy", "a=127.0.0.1:9", "--user", "u:p"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--proxy NAME=USER:PASS@HOST:PORT") && err.lines().count() == 1, "{err}");
+}
+
+/// A bad --proxy spec is one line naming what is wrong.
+#[test]
+fn bad_proxy_specs_say_why() {
+    for (spec, why) in [
+        ("a=ftp://127.0.0.1:21", "unknown scheme ftp"),
+        ("b=nohost", "is not HOST:PORT"),
+        ("c=userwithoutpass@127.0.0.1:1", "USER:PASS"),
+    ] {
+        let out = Command::new(BENCH).args(["--proxy", spec]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spec}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(why) && err.lines().count() == 1, "{spec}: {err}");
+    }
+}
