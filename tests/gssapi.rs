@@ -738,6 +738,16 @@ fn rx_queue(server: SocketAddr, client: SocketAddr) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether every thread of `pid` is in the stopped state (`T`).
+fn all_stopped(pid: libc::pid_t) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.flatten().all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        // The state follows the command name's closing parenthesis.
+        stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
+
 /// Review 2, item 3: bytes a client pipelines right behind its request
 /// on a protected connection are relayed whole, whatever --buffer-size
 /// (a buffer above one frame held more than the frame window takes at
@@ -773,19 +783,37 @@ fn pipelined_frames_survive_a_large_buffer() {
             out.extend(frame(3, &tok[..n]));
         };
         wrap(&s5_request(1, &addr_bytes(echo)), &mut out);
+        let mut ends = Vec::new();
         for chunk in data.chunks(30_000) {
             wrap(chunk, &mut out);
+            ends.push(out.len());
         }
+        // The request and two frames behind it waiting at once are enough
+        // to need the fix (the server's first read takes more than one
+        // frame); asking for more depends on how far the kernel grows a
+        // stopped receiver's window, which varies from run to run.
+        let need = ends[1];
         // SAFETY: kill has no memory effects; the pid is our child's.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
+        // kill() returns before the stop takes effect: on a busy machine
+        // the server could still read everything. Wait until every one of
+        // its threads is stopped.
+        let end = Instant::now() + IO_TIMEOUT;
+        while !all_stopped(pid) {
+            assert!(Instant::now() < end, "the server did not stop");
+            std::thread::yield_now();
+        }
         let mut w = c.s.try_clone().unwrap();
-        let total = out.len();
         let writer = std::thread::spawn(move || w.write_all(&out).unwrap());
         let me = c.s.local_addr().unwrap();
         let end = Instant::now() + IO_TIMEOUT;
         // What the kernel holds for the stopped server: more than a frame.
-        while rx_queue(proxy, me) < 100_000.min(total) {
-            assert!(Instant::now() < end, "the stopped server's receive queue did not fill");
+        loop {
+            let held = rx_queue(proxy, me);
+            if held >= need {
+                break;
+            }
+            assert!(Instant::now() < end, "the stopped server's receive queue holds {held} bytes, not {need}");
             std::thread::yield_now();
         }
         // SAFETY: as above.
