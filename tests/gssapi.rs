@@ -683,6 +683,7 @@ fn one_address_cannot_fill_the_gss_threads() {
         .spawn()
         .unwrap();
     let lines = stderr_lines(&mut child);
+    let pid = child.id() as libc::pid_t;
     let _guard = ChildGuard(child);
     let proxy: SocketAddr = loop {
         let l = lines.recv_timeout(IO_TIMEOUT).expect("a log line");
@@ -693,6 +694,17 @@ fn one_address_cannot_fill_the_gss_threads() {
     // A real client's first token, replayed by the flooder: the library
     // decrypts and checks every copy before calling it a replay.
     let (token, _) = GssInitiator::new("rcmd@localhost").step(&[]).unwrap();
+    // The flood waits in the kernel while the server is stopped, and
+    // reaches it at once: sent one by one, a fast GSS-API thread could
+    // finish each step before the next arrived, and the flooder would
+    // never reach its share (seen on a CI machine).
+    // SAFETY: kill has no memory effects; the pid is our child's.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let end = Instant::now() + IO_TIMEOUT;
+    while !all_stopped(pid) {
+        assert!(Instant::now() < end, "the server did not stop");
+        std::thread::yield_now();
+    }
     let mut flood = Vec::new();
     for _ in 0..400 {
         let mut s = connect_from("127.0.0.2:0", proxy);
@@ -701,6 +713,8 @@ fn one_address_cannot_fill_the_gss_threads() {
         s.write_all(&msg).unwrap();
         flood.push(s);
     }
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
     let t = Instant::now();
     let c = login(proxy, "rcmd@localhost", NONE);
     println!("a negotiation beside the flood: {:?}", t.elapsed());
