@@ -87,6 +87,9 @@ pub struct Config {
     pub keepalive: Option<Duration>,
     /// Share listen ports with other socksd processes started the same way.
     pub reuse_port: bool,
+    /// `--proxy-protocol-from`: the load balancers whose connections start
+    /// with a PROXY protocol header; empty: off (no header expected).
+    pub proxy_protocol: Vec<crate::acl::Cidr>,
     /// -v minus -q; 0 is the default level (info).
     pub verbosity: i32,
     /// `--log-procd`: info and below to stdout, warnings and errors to
@@ -180,6 +183,7 @@ impl Default for Config {
             udp_full_cone: false,
             keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE)),
             reuse_port: false,
+            proxy_protocol: Vec::new(),
             verbosity: 0,
             log_procd: false,
             log_connections: false,
@@ -290,6 +294,19 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.max_conns_per_ip = Some(number("max-conns-per-ip", &n, 0, 10_000_000)?);
     }
     c.reuse_port = m.opt_present("reuse-port");
+    for v in m.opt_strs("proxy-protocol-from") {
+        c.proxy_protocol
+            .push(v.parse().map_err(|e| ArgError(format!("invalid value for --proxy-protocol-from: {e}")))?);
+    }
+    match (m.opt_present("proxy-protocol"), c.proxy_protocol.is_empty()) {
+        (true, true) => {
+            return Err(ArgError(
+                "--proxy-protocol needs --proxy-protocol-from CIDR: the balancer's addresses (no one else may name a client)".into(),
+            ))
+        }
+        (false, false) => return Err(ArgError("--proxy-protocol-from is only meaningful with --proxy-protocol".into())),
+        _ => {}
+    }
     if let Some(s) = m.opt_str("keepalive") {
         let d = seconds("keepalive", &s, true)?;
         if !d.is_zero() && d < Duration::from_secs(1) {

@@ -67,6 +67,20 @@ pub(crate) const FLAGS: &[Flag] = &[
         "cap per client (IPv4 address; IPv6 host on this host's links, else /64); 0 = none (default: half of --max-conns, at least 256)",
     ),
     flag("", "reuse-port", Nothing, "", "share the listen ports with other socksd processes started with --reuse-port"),
+    flag(
+        "",
+        "proxy-protocol",
+        Nothing,
+        "",
+        "every client connection starts with a PROXY protocol header (v1 or v2) from a load balancer, naming the client",
+    ),
+    flag(
+        "",
+        "proxy-protocol-from",
+        Many,
+        "CIDR",
+        "the load balancers' addresses, repeatable; with --proxy-protocol, connections from elsewhere are closed",
+    ),
     heading(
         "Authentication",
         flag(

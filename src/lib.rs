@@ -23,6 +23,8 @@ pub mod parse;
 pub mod reply;
 pub mod socks4;
 pub mod socks5;
+// The PROXY protocol header a load balancer sends first.
+pub mod proxy_header;
 // RFC 1961's messages (the GSS-API method's calls are `gss`, below).
 pub mod gss_wire;
 

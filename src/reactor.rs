@@ -261,13 +261,25 @@ impl Reactor {
     /// the budget (which a flood must not turn into EMFILE for everybody).
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
         let shared = self.core.shared.clone();
-        if !shared.cfg.acl.client_allowed(peer.ip()) {
-            self.turn_away(peer, 0);
-            return;
-        }
-        let Ok(slot) = shared.clients.take(self.core.client_key(peer.ip()), Kind::Conn) else {
-            self.turn_away(peer, 1);
-            return;
+        // Behind a balancer, only the balancer connects, and the client's
+        // own rules wait for the header that names it (connection/proxied.rs).
+        let proxied = !shared.cfg.proxy_protocol.is_empty();
+        let slot = if proxied {
+            if !shared.cfg.proxy_protocol.iter().any(|c| c.contains(peer.ip())) {
+                self.turn_away(peer, 4);
+                return;
+            }
+            None
+        } else {
+            if !shared.cfg.acl.client_allowed(peer.ip()) {
+                self.turn_away(peer, 0);
+                return;
+            }
+            let Ok(slot) = shared.clients.take(self.core.client_key(peer.ip()), Kind::Conn) else {
+                self.turn_away(peer, 1);
+                return;
+            };
+            slot
         };
         let Some(budget) = fds::take(1) else {
             self.core.stats.turned_away[3] += 1;
@@ -300,7 +312,10 @@ impl Reactor {
         self.next_id += 1;
         let id = self.next_id * shared.cfg.threads as u64 + self.core.index as u64;
         self.core.stats.accepted += 1;
-        entry.insert(Conn::new(key, id, sock, budget, slot, peer, &mut self.core));
+        let c = entry.insert(Conn::new(key, id, sock, budget, slot, peer, &mut self.core));
+        if proxied {
+            c.await_proxy_header();
+        }
     }
 
     /// Counts a client closed at accept (`why` indexes
@@ -328,7 +343,8 @@ impl Reactor {
             let cap = match why {
                 1 => format!("it holds {} connections, --max-conns-per-ip", self.core.shared.clients.max_conns()),
                 2 => format!("{} connections are open, --max-conns", self.core.shared.max_conns),
-                _ => "no descriptor left under the open-file limit".to_string(),
+                3 => "no descriptor left under the open-file limit".to_string(),
+                _ => "not in --proxy-protocol-from".to_string(),
             };
             info!("{peer}: closed at accept: {word} ({cap}; {held} such lines suppressed)");
         } else {

@@ -11,7 +11,7 @@ pub(crate) const STATES: [&str; 7] =
     ["handshake", "resolving", "connecting", "relaying", "bind_waiting", "udp", "closing"];
 
 /// Why connections ended, as counted and logged (`end=`).
-pub(crate) const ENDS: [&str; 18] = [
+pub(crate) const ENDS: [&str; 21] = [
     "eof",
     "client_gone",
     "client_reset",
@@ -30,10 +30,15 @@ pub(crate) const ENDS: [&str; 18] = [
     "refused",
     "not_allowed",
     "shutdown",
+    // Behind a balancer (--proxy-protocol), decided after the header.
+    "bad_proxy_header",
+    "not_in_allow",
+    "over_per_ip",
 ];
 
 /// Why a client was closed at accept, before any byte was read.
-pub(crate) const TURNED_AWAY: [&str; 4] = ["not_in_allow", "over_per_ip", "over_max_conns", "no_descriptors"];
+pub(crate) const TURNED_AWAY: [&str; 5] =
+    ["not_in_allow", "over_per_ip", "over_max_conns", "no_descriptors", "not_a_balancer"];
 
 /// One user's share.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use common::Rng;
 use socksd::gss_wire::{self, Mtyp};
 use socksd::handshake::{decide, Phase, Policy};
 use socksd::parse::Parsed;
-use socksd::{socks4, socks5};
+use socksd::{proxy_header, socks4, socks5};
 
 /// Valid messages to mutate, so that the cases reach deep into each parser.
 fn seeds() -> Vec<Vec<u8>> {
@@ -28,6 +28,12 @@ fn seeds() -> Vec<Vec<u8>> {
     v6.extend_from_slice(&[0; 15]);
     v6.extend_from_slice(&[1, 1, 187]);
     v.push(v6);
+    // PROXY protocol headers, v1 and v2 (with a TLV).
+    v.push(b"PROXY TCP4 192.0.2.7 198.51.100.1 40112 1080\r\n".to_vec());
+    v.push(b"PROXY TCP6 2001:db8::7 2001:db8::1 1 65535\r\n".to_vec());
+    let mut pp2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x10".to_vec();
+    pp2.extend_from_slice(&[192, 0, 2, 7, 198, 51, 100, 1, 0x9c, 0xb0, 4, 0x38, 5, 0, 1, b'x']);
+    v.push(pp2);
     v
 }
 
@@ -96,6 +102,7 @@ fn random_inputs_never_break_a_parser() {
             check!("socks5 request", &buf, socks5::parse_request);
             check!("socks5 addr", &buf, socks5::parse_addr);
             check!("socks4 request", &buf, socks4::parse_request);
+            check!("proxy header", &buf, proxy_header::parse);
             for mtyp in [Mtyp::Context, Mtyp::Protection, Mtyp::Data] {
                 check!("gss frame", &buf, |b| gss_wire::parse(b, mtyp, 300));
             }

@@ -44,6 +44,9 @@ pub(crate) enum Closed {
     Refused(Reply),
     /// The server is stopping.
     Shutdown,
+    /// Behind a balancer: no valid header, or the client it names is not
+    /// served.
+    Unwanted(super::proxied::Unwanted),
 }
 
 pub(crate) type Flow = Result<(), Closed>;
@@ -71,6 +74,7 @@ impl Closed {
             Closed::Refused(Reply::NotAllowed) => 16,
             Closed::Refused(_) => 15,
             Closed::Shutdown => 17,
+            Closed::Unwanted(u) => 18 + *u as usize,
         }
     }
 }
@@ -98,6 +102,7 @@ impl fmt::Display for Closed {
             }
             Closed::Refused(r) => write!(f, "refused: {r:?} (0x{:02x})", *r as u8),
             Closed::Shutdown => f.write_str("shut down"),
+            Closed::Unwanted(u) => f.write_str(crate::stats::ENDS[18 + *u as usize]),
         }
     }
 }

@@ -24,6 +24,7 @@ mod connect;
 mod gss;
 mod moving;
 mod negotiate;
+mod proxied;
 mod race;
 mod record;
 mod relaying;
@@ -65,6 +66,8 @@ impl Command {
 }
 
 enum State {
+    /// `--proxy-protocol`: the balancer's header, naming the client.
+    Proxied,
     /// First bytes: a SOCKS5 greeting or a SOCKS4/4a request.
     Greeting,
     /// RFC 1929 username/password sub-negotiation.
@@ -98,6 +101,7 @@ enum State {
 impl State {
     fn name(&self) -> &'static str {
         match self {
+            State::Proxied => "ProxyHeader",
             State::Greeting => "Greeting",
             State::Auth => "Auth",
             #[cfg(feature = "gssapi")]
@@ -297,6 +301,7 @@ impl Conn {
 
     fn drive(&mut self, core: &mut Core, reg: &Registry) -> Flow {
         match self.state {
+            State::Proxied => self.proxy_header(core, reg),
             State::Greeting | State::Auth | State::Request => self.handshake(core, reg),
             #[cfg(feature = "gssapi")]
             State::Gss(_) => self.gss(core, reg),
@@ -339,7 +344,7 @@ impl Conn {
             return Ok(());
         }
         match self.state {
-            State::Greeting | State::Auth | State::Request => Err(Closed::Timeout(Wait::Handshake)),
+            State::Proxied | State::Greeting | State::Auth | State::Request => Err(Closed::Timeout(Wait::Handshake)),
             #[cfg(feature = "gssapi")]
             State::Gss(_) => Err(Closed::Timeout(Wait::Handshake)),
             State::Resolving(proto) => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),

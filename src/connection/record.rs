@@ -61,7 +61,7 @@ impl Record {
 /// The state as [`crate::stats::STATES`] counts it.
 fn state_index(s: &State) -> usize {
     match s {
-        State::Greeting | State::Auth | State::Request => 0,
+        State::Proxied | State::Greeting | State::Auth | State::Request => 0,
         #[cfg(feature = "gssapi")]
         State::Gss(_) => 0,
         State::Resolving(_) => 1,
