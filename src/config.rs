@@ -6,7 +6,7 @@
 use crate::acl::{Acl, DestRule};
 use crate::auth::{self, User};
 use crate::flags::{self, Takes};
-use crate::values::{nat64_prefix, number, port_range, seconds};
+use crate::values::{balancers, nat64_prefix, number, port_range, seconds};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -294,19 +294,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.max_conns_per_ip = Some(number("max-conns-per-ip", &n, 0, 10_000_000)?);
     }
     c.reuse_port = m.opt_present("reuse-port");
-    for v in m.opt_strs("proxy-protocol-from") {
-        c.proxy_protocol
-            .push(v.parse().map_err(|e| ArgError(format!("invalid value for --proxy-protocol-from: {e}")))?);
-    }
-    match (m.opt_present("proxy-protocol"), c.proxy_protocol.is_empty()) {
-        (true, true) => {
-            return Err(ArgError(
-                "--proxy-protocol needs --proxy-protocol-from CIDR: the balancer's addresses (no one else may name a client)".into(),
-            ))
-        }
-        (false, false) => return Err(ArgError("--proxy-protocol-from is only meaningful with --proxy-protocol".into())),
-        _ => {}
-    }
+    c.proxy_protocol = balancers(m.opt_present("proxy-protocol"), &m.opt_strs("proxy-protocol-from"))?;
     if let Some(s) = m.opt_str("keepalive") {
         let d = seconds("keepalive", &s, true)?;
         if !d.is_zero() && d < Duration::from_secs(1) {

@@ -5,7 +5,7 @@
 
 use crate::auth::User;
 use crate::buffer::Pool;
-use crate::clients::Clients;
+use crate::clients::{Clients, Kind, Slot};
 use crate::config::Config;
 use crate::host::{LocalCache, OnLink};
 use crate::outbound::Source;
@@ -13,6 +13,7 @@ use crate::pipe::PipePool;
 use crate::resolver::Resolver;
 use crate::stats::{Collect, RateLimit, Stats};
 use crate::timer::Timers;
+use log::{debug, info};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -167,6 +168,51 @@ impl Core {
     pub fn client_key(&mut self, ip: IpAddr) -> IpAddr {
         let (now, on_link) = (self.now, &mut self.on_link);
         crate::clients::client_key(ip, |v6| on_link.contains(v6, now))
+    }
+
+    /// Whether a client at `ip` is let in (`--allow`, then
+    /// `--max-conns-per-ip`): its place, or why not as an index of
+    /// [`crate::stats::TURNED_AWAY`].
+    pub fn admit(&mut self, ip: IpAddr) -> Result<Option<Slot>, usize> {
+        if !self.shared.cfg.acl.client_allowed(ip) {
+            return Err(0);
+        }
+        let key = self.client_key(ip);
+        self.shared.clients.take(key, Kind::Conn).map_err(|_| 1)
+    }
+
+    /// Counts a client closed at accept (`why` indexes
+    /// [`crate::stats::TURNED_AWAY`]) and says so, rate-limited: at `-v`, and
+    /// in the connection log, where a scan is what an owner wants to see.
+    pub fn turn_away(&mut self, peer: SocketAddr, why: usize) {
+        self.stats.turned_away[why] += 1;
+        let word = crate::stats::TURNED_AWAY[why];
+        // A client the limits turn away is said (an operator must know
+        // why a host gets resets); one outside --allow only at -v, as a
+        // scan would fill the log.
+        let limits = why != 0;
+        let logging = self.shared.cfg.log_connections || limits || log::log_enabled!(log::Level::Debug);
+        if !logging {
+            return;
+        }
+        if !self.limit.allow(Instant::now()) {
+            self.stats.log_suppressed += 1;
+            return;
+        }
+        let held = std::mem::take(&mut self.limit.held);
+        if self.shared.cfg.log_connections {
+            log::info!(target: "connlog", "conn id=- client={peer} end={word} suppressed={held}");
+        } else if limits {
+            let cap = match why {
+                1 => format!("it holds {} connections, --max-conns-per-ip", self.shared.clients.max_conns()),
+                2 => format!("{} connections are open, --max-conns", self.shared.max_conns),
+                3 => "no descriptor left under the open-file limit".to_string(),
+                _ => "not in --proxy-protocol-from".to_string(),
+            };
+            info!("{peer}: closed at accept: {word} ({cap}; {held} such lines suppressed)");
+        } else {
+            debug!("{peer}: closed at accept: {word} (suppressed {held})");
+        }
     }
 
     /// The destination rules, `--deny-dest self` included, for `addr`.

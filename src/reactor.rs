@@ -2,7 +2,6 @@
 //! slab of connections, a buffer pool and a deadline queue. Edge-triggered
 //! throughout; nothing here blocks except `poll` itself.
 
-use crate::clients::Kind;
 use crate::connection::{Closed, Conn, End, Flow};
 use crate::core::{Core, Shared};
 use crate::fds;
@@ -10,7 +9,7 @@ use crate::lanes::{Lanes, BULK_NICE, FRONT_SLICE_NS};
 use crate::mailbox::Receiver;
 use crate::resolver::Answer;
 use crate::token::{self, Owner, Role};
-use log::{debug, error, info, warn};
+use log::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll};
 use slab::Slab;
@@ -261,25 +260,17 @@ impl Reactor {
     /// the budget (which a flood must not turn into EMFILE for everybody).
     fn admit(&mut self, mut sock: TcpStream, peer: SocketAddr) {
         let shared = self.core.shared.clone();
-        // Behind a balancer, only the balancer connects, and the client's
-        // own rules wait for the header that names it (connection/proxied.rs).
         let proxied = !shared.cfg.proxy_protocol.is_empty();
-        let slot = if proxied {
-            if !shared.cfg.proxy_protocol.iter().any(|c| c.contains(peer.ip())) {
-                self.turn_away(peer, 4);
-                return;
-            }
-            None
+        let admitted = if proxied {
+            // Behind a balancer, only the balancer connects, and the client's
+            // own rules wait for the header that names it (connection/proxied.rs).
+            shared.cfg.proxy_protocol.iter().any(|c| c.contains(peer.ip())).then_some(None).ok_or(4)
         } else {
-            if !shared.cfg.acl.client_allowed(peer.ip()) {
-                self.turn_away(peer, 0);
-                return;
-            }
-            let Ok(slot) = shared.clients.take(self.core.client_key(peer.ip()), Kind::Conn) else {
-                self.turn_away(peer, 1);
-                return;
-            };
-            slot
+            self.core.admit(peer.ip())
+        };
+        let slot = match admitted {
+            Ok(slot) => slot,
+            Err(why) => return self.core.turn_away(peer, why),
         };
         let Some(budget) = fds::take(1) else {
             self.core.stats.turned_away[3] += 1;
@@ -292,7 +283,7 @@ impl Reactor {
         };
         if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.max_conns {
             shared.active.fetch_sub(1, Ordering::AcqRel);
-            self.turn_away(peer, 2);
+            self.core.turn_away(peer, 2);
             return;
         }
         // TCP_NODELAY comes from the listener (see server.rs).
@@ -315,40 +306,6 @@ impl Reactor {
         let c = entry.insert(Conn::new(key, id, sock, budget, slot, peer, &mut self.core));
         if proxied {
             c.await_proxy_header();
-        }
-    }
-
-    /// Counts a client closed at accept (`why` indexes
-    /// [`crate::stats::TURNED_AWAY`]) and says so, rate-limited: at `-v`, and
-    /// in the connection log, where a scan is what an owner wants to see.
-    fn turn_away(&mut self, peer: SocketAddr, why: usize) {
-        self.core.stats.turned_away[why] += 1;
-        let word = crate::stats::TURNED_AWAY[why];
-        // A client the limits turn away is said (an operator must know
-        // why a host gets resets); one outside --allow only at -v, as a
-        // scan would fill the log.
-        let limits = why != 0;
-        let logging = self.core.shared.cfg.log_connections || limits || log::log_enabled!(log::Level::Debug);
-        if !logging {
-            return;
-        }
-        if !self.core.limit.allow(Instant::now()) {
-            self.core.stats.log_suppressed += 1;
-            return;
-        }
-        let held = std::mem::take(&mut self.core.limit.held);
-        if self.core.shared.cfg.log_connections {
-            log::info!(target: "connlog", "conn id=- client={peer} end={word} suppressed={held}");
-        } else if limits {
-            let cap = match why {
-                1 => format!("it holds {} connections, --max-conns-per-ip", self.core.shared.clients.max_conns()),
-                2 => format!("{} connections are open, --max-conns", self.core.shared.max_conns),
-                3 => "no descriptor left under the open-file limit".to_string(),
-                _ => "not in --proxy-protocol-from".to_string(),
-            };
-            info!("{peer}: closed at accept: {word} ({cap}; {held} such lines suppressed)");
-        } else {
-            debug!("{peer}: closed at accept: {word} (suppressed {held})");
         }
     }
 

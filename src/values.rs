@@ -62,6 +62,23 @@ pub(crate) fn nat64_prefix(v: &str) -> Result<Cidr, ArgError> {
     Ok(p)
 }
 
+/// `--proxy-protocol` and its `--proxy-protocol-from` networks: both or
+/// neither, since without the list anyone could name any client.
+pub(crate) fn balancers(on: bool, from: &[String]) -> Result<Vec<Cidr>, ArgError> {
+    let nets = from
+        .iter()
+        .map(|v| v.parse().map_err(|e| ArgError(format!("invalid value for --proxy-protocol-from: {e}"))))
+        .collect::<Result<Vec<Cidr>, _>>()?;
+    match (on, nets.is_empty()) {
+        (true, true) => Err(ArgError(
+            "--proxy-protocol needs --proxy-protocol-from CIDR: the balancers' addresses (nobody else may name a client)"
+                .into(),
+        )),
+        (false, false) => Err(ArgError("--proxy-protocol-from is only meaningful with --proxy-protocol".into())),
+        _ => Ok(nets),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

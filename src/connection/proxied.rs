@@ -5,7 +5,6 @@
 //! limit, log line and counter acts on the client, not on the balancer.
 
 use super::{Closed, Conn, Flow, State};
-use crate::clients::Kind;
 use crate::core::Core;
 use crate::parse::Parsed;
 use crate::proxy_header::{self, Header};
@@ -53,20 +52,14 @@ impl Conn {
             let balancer = self.peer;
             self.peer = SocketAddr::new(src.ip().to_canonical(), src.port());
             debug!("#{} {} via {balancer}", self.id, self.peer);
-            let shared = core.shared.clone();
-            if !shared.cfg.acl.client_allowed(self.peer.ip()) {
-                return Err(Closed::Unwanted(Unwanted::NotAllowed));
-            }
-            match shared.clients.take(core.client_key(self.peer.ip()), Kind::Conn) {
+            match core.admit(self.peer.ip()) {
                 Ok(slot) => self._slot = slot,
+                Err(0) => return Err(Closed::Unwanted(Unwanted::NotAllowed)),
                 Err(_) => {
-                    if core.limit.allow(core.now) && !shared.cfg.log_connections {
+                    if core.limit.allow(core.now) && !core.shared.cfg.log_connections {
                         let held = std::mem::take(&mut core.limit.held);
-                        info!(
-                            "{}: closed: over_per_ip (it holds {} connections, --max-conns-per-ip; {held} such lines suppressed)",
-                            self.peer,
-                            shared.clients.max_conns()
-                        );
+                        let max = core.shared.clients.max_conns();
+                        info!("{}: closed: over_per_ip (it holds {max} connections, --max-conns-per-ip; {held} such lines suppressed)", self.peer);
                     }
                     return Err(Closed::Unwanted(Unwanted::OverPerIp));
                 }
