@@ -278,6 +278,15 @@ impl Acl {
         self.allow_dest.is_empty() || forms().any(|a| self.allow_dest.iter().any(|r| r.contains(a, true)))
     }
 
+    /// The rules for a name sent unresolved to an upstream proxy, which
+    /// resolves it: only rules for every host (`*:PORT`) can apply, so
+    /// with any `--allow-dest` of networks the name is refused unless a
+    /// `*:PORT` rule allows its port.
+    pub fn name_allowed(&self, port: u16) -> bool {
+        let any = |r: &DestRule| r.net.is_none() && r.contains(std::net::SocketAddr::from(([0, 0, 0, 1], port)), true);
+        !self.deny_dest.iter().any(any) && (self.allow_dest.is_empty() || self.allow_dest.iter().any(any))
+    }
+
     /// Every rule, `self` included: `is_local` answers whether an address
     /// belongs to this host, and is asked only when `self` is denied (for
     /// a NAT64 address, of the IPv4 address it embeds too).

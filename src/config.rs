@@ -6,7 +6,7 @@
 use crate::acl::{Acl, DestRule};
 use crate::auth::{self, User};
 use crate::flags::{self, Takes};
-use crate::values::{balancers, nat64_prefix, number, port_range, seconds};
+use crate::values::{balancers, nat64_prefix, number, port_range, routes, seconds};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,6 +87,8 @@ pub struct Config {
     pub keepalive: Option<Duration>,
     /// Share listen ports with other socksd processes started the same way.
     pub reuse_port: bool,
+    /// `--upstream`: destinations sent through upstream proxies.
+    pub routes: crate::route::Routes,
     /// `--proxy-protocol-from`: the load balancers whose connections start
     /// with a PROXY protocol header; empty: off (no header expected).
     pub proxy_protocol: Vec<crate::acl::Cidr>,
@@ -184,6 +186,7 @@ impl Default for Config {
             keepalive: Some(Duration::from_secs(DEFAULT_KEEPALIVE)),
             reuse_port: false,
             proxy_protocol: Vec::new(),
+            routes: Default::default(),
             verbosity: 0,
             log_procd: false,
             log_connections: false,
@@ -294,6 +297,7 @@ pub fn parse_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Action, ArgEr
         c.max_conns_per_ip = Some(number("max-conns-per-ip", &n, 0, 10_000_000)?);
     }
     c.reuse_port = m.opt_present("reuse-port");
+    c.routes = routes(&m.opt_strs("upstream"))?;
     c.proxy_protocol = balancers(m.opt_present("proxy-protocol"), &m.opt_strs("proxy-protocol-from"))?;
     if let Some(s) = m.opt_str("keepalive") {
         let d = seconds("keepalive", &s, true)?;

@@ -130,6 +130,13 @@ pub(crate) const FLAGS: &[Flag] = &[
     heading("Outgoing connections", flag("b", "outgoing", One, "ADDR", "source address for outgoing connections")),
     flag(
         "",
+        "upstream",
+        Many,
+        "URL [for MATCH,..]",
+        "send CONNECTs through an upstream proxy (socks5://, socks4a://, http://, [USER:PASS@]IP:PORT) or 'direct'; MATCH: .suffix, name, CIDR, :PORT[-PORT] or *; first match wins; repeatable",
+    ),
+    flag(
+        "",
         "outgoing-iface",
         One,
         "IFACE",

@@ -25,6 +25,8 @@ pub mod socks4;
 pub mod socks5;
 // The PROXY protocol header a load balancer sends first.
 pub mod proxy_header;
+// What socksd says to an upstream proxy.
+pub mod upstream_wire;
 // RFC 1961's messages (the GSS-API method's calls are `gss`, below).
 pub mod gss_wire;
 
@@ -33,6 +35,7 @@ pub mod acl;
 pub mod auth;
 mod fair;
 mod flags;
+pub mod route;
 mod values;
 
 pub mod config;

@@ -94,6 +94,13 @@ pub fn describe(cfg: &Config, l: &Limits) -> Vec<String> {
     ));
     line(format!("--max-conns-per-ip {}{}", l.per_ip, derived(cfg.max_conns_per_ip.is_some())));
     line(format!("--reuse-port {}", on(cfg.reuse_port)));
+    match cfg.proxy_protocol.as_slice() {
+        [] => line("--proxy-protocol off".into()),
+        from => line(format!(
+            "--proxy-protocol on, from {}",
+            from.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
+        )),
+    }
     let mut names = String::new();
     for (i, u) in cfg.users.iter().chain(&cfg.file_users).enumerate() {
         let _ = write!(names, "{}{}", if i > 0 { ", " } else { "" }, crate::escape::Escaped(&u.name));
@@ -124,6 +131,12 @@ pub fn describe(cfg: &Config, l: &Limits) -> Vec<String> {
     line(format!("SOCKS4 {}, BIND {}, UDP ASSOCIATE {}", on(!cfg.no_socks4), on(!cfg.no_bind), on(!cfg.no_udp)));
     line(format!("--outgoing {}", cfg.outgoing.map_or("any (the route's)".into(), |a| a.to_string())));
     line(format!("--outgoing-iface {}", cfg.outgoing_iface.as_deref().unwrap_or("any (the route's)")));
+    for r in &cfg.routes.rules {
+        line(format!("--upstream {r}"));
+    }
+    if cfg.routes.rules.is_empty() {
+        line("--upstream none (every destination directly)".into());
+    }
     line(format!("--handshake-timeout {}", seconds(cfg.handshake_timeout)));
     line(format!("--connect-timeout {}", seconds(cfg.connect_timeout)));
     line(format!("--idle-timeout {}", cfg.idle_timeout.map_or("0 (never)".into(), seconds)));

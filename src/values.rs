@@ -62,6 +62,15 @@ pub(crate) fn nat64_prefix(v: &str) -> Result<Cidr, ArgError> {
     Ok(p)
 }
 
+/// Every `--upstream`, in order.
+pub(crate) fn routes(specs: &[String]) -> Result<crate::route::Routes, ArgError> {
+    let mut r = crate::route::Routes::default();
+    for u in specs {
+        r.add(u).map_err(|e| ArgError(format!("invalid value for --upstream: '{u}': {e}")))?;
+    }
+    Ok(r)
+}
+
 /// `--proxy-protocol` and its `--proxy-protocol-from` networks: both or
 /// neither, since without the list anyone could name any client.
 pub(crate) fn balancers(on: bool, from: &[String]) -> Result<Vec<Cidr>, ArgError> {

@@ -88,6 +88,9 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \tlist deny_dest 'self'\n\
              \tlist allow_dest '0.0.0.0/0'\n\
              \tlist nat64_prefix '2001:db8:64::/96'\n\
+             \tlist upstream 'socks5://u:p%20w@10.0.0.9:9050 for .onion'\n\
+             \tlist upstream 'direct'\n\
+             \tlist proxy_protocol_from '10.0.0.0/24'\n\
              \toption no_socks4 'yes'\n\
              \toption no_bind '0'\n\
              \toption no_udp 'off'\n\
@@ -141,6 +144,13 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "self",
         "--nat64-prefix",
         "2001:db8:64::/96",
+        "--upstream",
+        "socks5://u:p%20w@10.0.0.9:9050 for .onion",
+        "--upstream",
+        "direct",
+        "--proxy-protocol",
+        "--proxy-protocol-from",
+        "10.0.0.0/24",
         "--threads",
         "2",
         "--bulk-threads",

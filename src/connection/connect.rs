@@ -8,6 +8,7 @@
 //! ([`Role::Attempt`]). The winner's token becomes the target's; the
 //! others are closed at once, which gives their descriptors back.
 
+use super::chain::Via;
 use super::race::{Next, Race, MAX_ATTEMPTS};
 use super::{Closed, Conn, Flow, State, Wait};
 use crate::core::Core;
@@ -19,7 +20,7 @@ use crate::reply::Reply;
 use crate::resolver::Answer;
 use crate::socks5;
 use crate::token::{token, Role};
-use log::debug;
+use log::{debug, info};
 use mio::event::Event;
 use mio::{Interest, Registry};
 use std::net::SocketAddr;
@@ -29,11 +30,17 @@ pub(super) struct Connecting {
     pub proto: Proto,
     pub race: Race,
     attempts: [Option<Side>; MAX_ATTEMPTS],
+    /// Racing an upstream proxy's address, for this destination.
+    via: Option<Via>,
 }
 
 impl Connecting {
     pub(super) fn new(proto: Proto, race: Race) -> Box<Connecting> {
-        Box::new(Connecting { proto, race, attempts: Default::default() })
+        Box::new(Connecting { proto, race, attempts: Default::default(), via: None })
+    }
+
+    pub(super) fn chained(proto: Proto, race: Race, via: Via) -> Box<Connecting> {
+        Box::new(Connecting { proto, race, attempts: Default::default(), via: Some(via) })
     }
 
     fn in_flight(&self) -> usize {
@@ -49,7 +56,10 @@ impl Conn {
             let State::Connecting(c) = &mut self.state else { return Ok(()) };
             match c.race.next(core.now, c.in_flight()) {
                 Next::Start(addr) => {
-                    if let Err(r) = start(self.key, &mut c.attempts, addr, core, reg) {
+                    // An upstream is the operator's choice: the rules
+                    // were applied to the destination instead.
+                    let check = c.via.is_none();
+                    if let Err(r) = start(self.key, &mut c.attempts, addr, check, core, reg) {
                         debug!("#{} {} connect {}: {:?}", self.id, self.peer, addr, r);
                         c.race.failed(r);
                     }
@@ -58,10 +68,19 @@ impl Conn {
                     self.arm(at, core);
                     return self.flush_ctl();
                 }
-                Next::Fail(reply, timed_out) => {
+                Next::Fail(mut reply, timed_out) => {
                     let proto = c.proto;
+                    let chained = c.via.is_some();
                     let known = !c.race.resolving();
                     self.end_race(core);
+                    if chained {
+                        // The upstream is out of reach, not the destination.
+                        if !core.shared.cfg.log_connections && core.limit.allow(core.now) {
+                            let up = self.upstream(core);
+                            info!("#{} {} upstream {up} out of reach: {reply:?}", self.id, self.peer);
+                        }
+                        reply = Reply::GeneralFailure;
+                    }
                     let why = match (timed_out, known) {
                         (true, false) => Closed::Timeout(Wait::Resolve),
                         (true, true) => Closed::Timeout(Wait::Connect),
@@ -113,6 +132,7 @@ impl Conn {
     fn won(&mut self, i: usize, core: &mut Core, reg: &Registry) -> Flow {
         let State::Connecting(c) = &mut self.state else { return Ok(()) };
         let proto = c.proto;
+        let via = c.via.take();
         let Some(mut t) = c.attempts[i].take() else { return Ok(()) };
         self.end_race(core);
         let both = Interest::READABLE | Interest::WRITABLE;
@@ -126,6 +146,9 @@ impl Conn {
         self.rec.addr = t.sock.peer_addr().ok();
         debug!("#{} {} connected to {:?} from {}", self.id, self.peer, self.rec.addr, local);
         self.target = Some(t);
+        if let Some(via) = via {
+            return self.start_chain(proto, via, core);
+        }
         self.reply(proto, Reply::Succeeded, local)?;
         self.enter_relay(core)
     }
@@ -137,10 +160,11 @@ fn start(
     key: usize,
     attempts: &mut [Option<Side>; MAX_ATTEMPTS],
     addr: SocketAddr,
+    check: bool,
     core: &mut Core,
     reg: &Registry,
 ) -> Result<(), Reply> {
-    if !core.dest_allowed(addr) {
+    if check && !core.dest_allowed(addr) {
         return Err(Reply::NotAllowed);
     }
     let i = attempts.iter().position(Option::is_none).ok_or(Reply::GeneralFailure)?;

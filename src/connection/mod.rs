@@ -17,6 +17,7 @@
 //! side). Every state change goes through [`Conn::enter`], which traces it.
 
 mod bind;
+mod chain;
 mod closed;
 mod closing;
 mod connect;
@@ -82,6 +83,9 @@ enum State {
     /// CONNECT: the target's addresses are looked up and raced (Happy
     /// Eyeballs), non-blocking connects under way.
     Connecting(Box<Connecting>),
+    /// CONNECT through an upstream proxy (`--upstream`): connected to it,
+    /// asking it for the destination.
+    Chaining(Box<chain::Chain>),
     Relaying,
     /// BIND: listening for the one peer; the first reply is sent.
     BindWaiting {
@@ -109,6 +113,7 @@ impl State {
             State::Request => "Request",
             State::Resolving(_) => "Resolving",
             State::Connecting(_) => "Connecting",
+            State::Chaining(_) => "Chaining",
             State::Relaying => "Relaying",
             State::BindWaiting { .. } => "BindWaiting",
             State::Udp(_) => "Udp",
@@ -119,7 +124,7 @@ impl State {
     /// Waiting for something other than the client: the client's end must
     /// be watched for (see [`Conn::client_gone`]).
     fn waiting(&self) -> bool {
-        matches!(self, State::Resolving(_) | State::Connecting(_) | State::BindWaiting { .. })
+        matches!(self, State::Resolving(_) | State::Connecting(_) | State::Chaining(_) | State::BindWaiting { .. })
     }
 }
 
@@ -306,6 +311,7 @@ impl Conn {
             #[cfg(feature = "gssapi")]
             State::Gss(_) => self.gss(core, reg),
             State::Resolving(_) | State::Connecting(_) | State::BindWaiting { .. } => self.flush_ctl(),
+            State::Chaining(_) => self.chain(core),
             State::Relaying => self.relay(core),
             State::Udp(_) => self.udp(core, reg),
             State::Closing(why) => self.linger(why, core),
@@ -350,6 +356,7 @@ impl Conn {
             State::Resolving(proto) => self.refuse(proto, Closed::Timeout(Wait::Resolve), core),
             State::BindWaiting { proto, .. } => self.refuse(proto, Closed::Timeout(Wait::BindPeer), core),
             State::Connecting(_) => self.race(core, reg),
+            State::Chaining(_) => self.chain_timeout(core),
             State::Relaying | State::Udp(_) => Err(Closed::Timeout(Wait::Idle)),
             State::Closing(why) => Err(why),
         }

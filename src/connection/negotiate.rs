@@ -193,6 +193,11 @@ impl Conn {
         if core.shared.cfg.log_connections {
             self.rec.dest = Some(target.clone());
         }
+        if cmd == Command::Connect && !core.shared.cfg.routes.rules.is_empty() {
+            if let Some(flow) = self.route(proto, &target, until, core, reg) {
+                return flow;
+            }
+        }
         match target {
             Target::Ip(sa) => {
                 debug!("#{} {} {} {}", self.id, self.peer, cmd.verb(), sa);

@@ -36,6 +36,8 @@ pub(super) struct Record {
     pub proto: Option<&'static str>,
     /// A user name that failed to log in (kept only for the connection log).
     pub tried: Option<Box<[u8]>>,
+    /// The `--upstream` rule a CONNECT went through.
+    pub via: Option<u8>,
     /// TCP bytes client to target and back.
     pub up: u64,
     pub down: u64,
@@ -52,6 +54,7 @@ impl Record {
             user: None,
             proto: None,
             tried: None,
+            via: None,
             up: 0,
             down: 0,
         }
@@ -66,7 +69,7 @@ fn state_index(s: &State) -> usize {
         State::Gss(_) => 0,
         State::Resolving(_) => 1,
         State::Connecting(c) if c.race.resolving() => 1,
-        State::Connecting(_) => 2,
+        State::Connecting(_) | State::Chaining(_) => 2,
         State::Relaying => 3,
         State::BindWaiting { .. } => 4,
         State::Udp(_) => 5,
@@ -122,7 +125,8 @@ impl Conn {
             return;
         }
         let held = std::mem::take(&mut core.limit.held);
-        info!(target: "connlog", "{}", Line { c: self, why, now: core.now, held, users: &core.stats.users });
+        let routes = &core.shared.cfg.routes.rules;
+        info!(target: "connlog", "{}", Line { c: self, why, now: core.now, held, users: &core.stats.users, routes });
     }
 }
 
@@ -133,6 +137,7 @@ struct Line<'a> {
     now: Instant,
     held: u64,
     users: &'a [crate::stats::UserStats],
+    routes: &'a [crate::route::Rule],
 }
 
 impl fmt::Display for Line<'_> {
@@ -153,6 +158,10 @@ impl fmt::Display for Line<'_> {
         match r.addr {
             Some(a) => write!(f, " addr={a}")?,
             None => f.write_str(" addr=-")?,
+        }
+        // Through an upstream: addr is the upstream's.
+        if let Some(u) = r.via.and_then(|i| self.routes.get(usize::from(i))?.via.as_ref()) {
+            write!(f, " via={u}")?;
         }
         // The code sent, in the protocol's own terms (SOCKS4: 0x5a or 0x5b).
         match (r.reply, r.proto) {
