@@ -53,6 +53,19 @@ pub enum Error {
     V2TooLong(usize),
 }
 
+impl Error {
+    /// For the log line.
+    pub fn what(self) -> &'static str {
+        match self {
+            Error::Missing => "none sent",
+            Error::V1 => "a bad v1 line",
+            Error::V2Version(_) => "a v2 version or command not known",
+            Error::V2Address => "a bad v2 address block",
+            Error::V2TooLong(_) => "a v2 header too long",
+        }
+    }
+}
+
 /// Parses a header from the front of `buf`.
 pub fn parse(buf: &[u8]) -> Result<Parsed<Header>, Error> {
     const V1: &[u8] = b"PROXY ";

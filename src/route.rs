@@ -220,9 +220,12 @@ impl Routes {
         let matches = match (words.next(), words.next(), words.next()) {
             (None, _, _) => vec![Match::Any],
             (Some("for"), Some(list), None) => {
-                let m: Vec<Match> = list.split(',').map(Match::parse).collect::<Result<_, _>>()?;
-                if m.len() > MAX_MATCHES {
-                    return Err(format!("at most {MAX_MATCHES} matches in a rule"));
+                let mut m = Vec::new();
+                for s in list.split(',') {
+                    if m.len() == MAX_MATCHES {
+                        return Err(format!("at most {MAX_MATCHES} matches in a rule"));
+                    }
+                    m.push(Match::parse(s)?);
                 }
                 m
             }

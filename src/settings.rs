@@ -96,10 +96,7 @@ pub fn describe(cfg: &Config, l: &Limits) -> Vec<String> {
     line(format!("--reuse-port {}", on(cfg.reuse_port)));
     match cfg.proxy_protocol.as_slice() {
         [] => line("--proxy-protocol off".into()),
-        from => line(format!(
-            "--proxy-protocol on, from {}",
-            from.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")
-        )),
+        from => line(format!("--proxy-protocol on, from {}", list(from))),
     }
     let mut names = String::new();
     for (i, u) in cfg.users.iter().chain(&cfg.file_users).enumerate() {

@@ -74,10 +74,10 @@ pub(crate) fn routes(specs: &[String]) -> Result<crate::route::Routes, ArgError>
 /// `--proxy-protocol` and its `--proxy-protocol-from` networks: both or
 /// neither, since without the list anyone could name any client.
 pub(crate) fn balancers(on: bool, from: &[String]) -> Result<Vec<Cidr>, ArgError> {
-    let nets = from
-        .iter()
-        .map(|v| v.parse().map_err(|e| ArgError(format!("invalid value for --proxy-protocol-from: {e}"))))
-        .collect::<Result<Vec<Cidr>, _>>()?;
+    let mut nets = Vec::new();
+    for v in from {
+        nets.push(v.parse::<Cidr>().map_err(|e| ArgError(format!("invalid value for --proxy-protocol-from: {e}")))?);
+    }
     match (on, nets.is_empty()) {
         (true, true) => Err(ArgError(
             "--proxy-protocol needs --proxy-protocol-from CIDR: the balancers' addresses (nobody else may name a client)"

@@ -157,7 +157,7 @@ fn x86_64_musl() {
 }
 
 /// The size budgets (README "Routers"), for the pinned toolchain
-/// (contrib/cross/env.sh): the mipsel router binary in 360 KiB, and in
+/// (contrib/cross/env.sh): the mipsel router binary in 376 KiB, and in
 /// 150 KiB once xz-compressed as firmware images and feeds store it; the
 /// x86_64 release build in 544 KiB. Sizes are deterministic for a
 /// toolchain, so these are budgets, not timings. The host's own build is
@@ -169,7 +169,7 @@ fn binaries_fit_their_size_budgets() {
     }
     let required = |b: &str| std::env::var("SOCKSD_CROSS").is_ok_and(|l| l.split_whitespace().any(|x| x == b));
     for (triple, profile, raw, xz) in [
-        ("mipsel-unknown-linux-musl", "router", 360 << 10, Some(150 << 10)),
+        ("mipsel-unknown-linux-musl", "router", 376 << 10, Some(150 << 10)),
         ("x86_64-unknown-linux-musl", "release", 544 << 10, None),
     ] {
         let bin = binary(triple, profile);

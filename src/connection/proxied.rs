@@ -41,7 +41,7 @@ impl Conn {
                 }
                 Err(e) => {
                     if core.limit.allow(core.now) && !core.shared.cfg.log_connections {
-                        info!("#{} {}: no valid PROXY protocol header ({e:?}); closed", self.id, self.peer);
+                        info!("#{} {}: no valid PROXY protocol header ({}); closed", self.id, self.peer, e.what());
                     }
                     return Err(Closed::Unwanted(Unwanted::Header));
                 }
