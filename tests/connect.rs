@@ -404,7 +404,7 @@ fn concurrent_connections_keep_their_own_data() {
             thread::spawn(move || {
                 let dst = if i % 2 == 0 { addr_bytes(echo) } else { domain_bytes("localhost", echo.port()) };
                 let (mut s, rep, _) = s5_connect(proxy, &dst);
-                assert_eq!(rep, 0);
+                assert_eq!(rep, 0, "connection {i}, by {}", if i % 2 == 0 { "address" } else { "name" });
                 let data = pattern(1000 + i as u64, 64 * 1024 + i);
                 let mut r = s.try_clone().unwrap();
                 let expect = data.clone();
