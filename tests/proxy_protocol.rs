@@ -146,7 +146,12 @@ fn the_header_names_the_client_in_v1_and_v2() {
         ("v2 IPv4", "192.0.2.8:40114".parse().unwrap()),
         ("v2 IPv6", "[2001:db8::8]:40115".parse().unwrap()),
     ];
+    // Counting an IPv6 client asks the kernel for this host's prefixes.
+    let v6 = !skip_without_getifaddrs("the_header_names_the_client_in_v1_and_v2 (IPv6 cases)");
     for (i, (what, client)) in cases.iter().enumerate() {
+        if client.is_ipv6() && !v6 {
+            continue;
+        }
         let front: SocketAddr =
             if client.is_ipv4() { "198.51.100.1:1080" } else { "[2001:db8::1]:1080" }.parse().unwrap();
         let header = if i < 2 { v1(*client, front) } else { v2(Some(*client), front) };
