@@ -262,8 +262,10 @@ fn failures_map_to_replies_and_rules_come_first() {
     let ask = |dst: &[u8]| s5_connect(front.addr, dst).1;
     // The upstream's own answer passes through: nothing listens there.
     assert_eq!(ask(&domain_bytes("localhost", closed)), refused_reply(), "the upstream's 0x05");
-    assert!(front.conn().contains("reply=0x05"));
-    assert!(up.conn().contains("reply=0x05"));
+    // (0x01 under qemu on MIPS: see refused_reply.)
+    let code = format!("reply=0x{:02x}", refused_reply());
+    assert!(front.conn().contains(&code));
+    assert!(up.conn().contains(&code));
     // The upstream refuses our credentials; an upstream that is down.
     assert_eq!(ask(&domain_bytes("x.bad-password", 80)), 0x01);
     assert!(front.conn().contains("reply=0x01"));
