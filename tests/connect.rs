@@ -402,9 +402,14 @@ fn concurrent_connections_keep_their_own_data() {
     let handles: Vec<_> = (0..N)
         .map(|i| {
             thread::spawn(move || {
-                let dst = if i % 2 == 0 { addr_bytes(echo) } else { domain_bytes("localhost", echo.port()) };
+                // One client may have 64 lookups queued or running, two per
+                // name (A and AAAA): at most 25 names at once stay within it
+                // however slowly they resolve (with 100, a loaded machine got
+                // 0x01 past the share).
+                let by_name = i % 8 == 1;
+                let dst = if by_name { domain_bytes("localhost", echo.port()) } else { addr_bytes(echo) };
                 let (mut s, rep, _) = s5_connect(proxy, &dst);
-                assert_eq!(rep, 0, "connection {i}, by {}", if i % 2 == 0 { "address" } else { "name" });
+                assert_eq!(rep, 0, "connection {i}, by {}", if by_name { "name" } else { "address" });
                 let data = pattern(1000 + i as u64, 64 * 1024 + i);
                 let mut r = s.try_clone().unwrap();
                 let expect = data.clone();
