@@ -43,22 +43,12 @@ impl Drop for Instance {
 
 fn instance(i: u8) -> Instance {
     let out: IpAddr = format!("127.0.0.{}", 20 + i).parse().unwrap();
-    let mut child = program(BIN)
-        .args(["--listen", &format!("{out}:0"), "--threads", "1", "--log-connections"])
-        .args(["--proxy-protocol", "--proxy-protocol-from", "127.0.0.1"])
-        .args(["--allow", "127.0.0.8/29", "--max-conns-per-ip", "3", "--outgoing", &out.to_string()])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let addr = loop {
-        let l = lines.recv_timeout(IO_TIMEOUT).expect("socksd did not start");
-        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
-            break a.parse().unwrap();
-        }
-    };
+    let (child, addr, lines) = spawn_listening(
+        program(BIN)
+            .args(["--listen", &format!("{out}:0"), "--threads", "1", "--log-connections"])
+            .args(["--proxy-protocol", "--proxy-protocol-from", "127.0.0.1"])
+            .args(["--allow", "127.0.0.8/29", "--max-conns-per-ip", "3", "--outgoing", &out.to_string()]),
+    );
     Instance { child, addr, out, lines }
 }
 

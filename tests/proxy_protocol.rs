@@ -9,7 +9,6 @@ use common::*;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::Stdio;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
@@ -22,22 +21,11 @@ struct Logged {
 }
 
 fn start_logged(args: &[&str]) -> Logged {
-    let mut child = program(BIN)
-        .args(["--listen", "127.0.0.1:0", "--threads", "2", "--log-connections", "--proxy-protocol"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let end = Instant::now() + IO_TIMEOUT;
-    let addr = loop {
-        let l = lines.recv_timeout(end.saturating_duration_since(Instant::now())).expect("socksd did not start");
-        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
-            break a.parse().unwrap();
-        }
-    };
+    let (child, addr, lines) = spawn_listening(
+        program(BIN)
+            .args(["--listen", "127.0.0.1:0", "--threads", "2", "--log-connections", "--proxy-protocol"])
+            .args(args),
+    );
     Logged { child: ChildGuard(child), addr, lines }
 }
 

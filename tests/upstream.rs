@@ -26,21 +26,9 @@ struct Logged {
 }
 
 fn socksd(args: &[&str]) -> Logged {
-    let mut child = program(BIN)
-        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--log-connections"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = stderr_lines(&mut child);
-    let addr = loop {
-        let l = lines.recv_timeout(IO_TIMEOUT).expect("socksd did not start");
-        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
-            break a.parse().unwrap();
-        }
-    };
+    let (child, addr, lines) = spawn_listening(
+        program(BIN).args(["--listen", "127.0.0.1:0", "--threads", "1", "--log-connections"]).args(args),
+    );
     Logged { _child: ChildGuard(child), addr, lines }
 }
 

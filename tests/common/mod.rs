@@ -339,6 +339,28 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     rx
 }
 
+/// Starts a socksd command line (its `--listen` port 0, stderr piped)
+/// and waits for its "listening on" line: the process, where it listens,
+/// and the rest of its stderr lines as they come.
+pub fn spawn_listening(
+    cmd: &mut std::process::Command,
+) -> (std::process::Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let lines = stderr_lines(&mut child);
+    let addr = loop {
+        let l = lines.recv_timeout(IO_TIMEOUT).expect("socksd did not start");
+        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
+            break a.parse().unwrap();
+        }
+    };
+    (child, addr, lines)
+}
+
 /// Starts a socksd command line (its `--listen` port 0) and waits for its
 /// first "listening on" line: the process, stopped on drop, and where.
 pub fn serve(cmd: &mut std::process::Command) -> (ChildGuard, SocketAddr) {
