@@ -54,6 +54,13 @@ pub(crate) const FLAGS: &[Flag] = &[
     ),
     flag(
         "",
+        "busy-poll",
+        One,
+        "US",
+        "keep polling up to US microseconds after work before sleeping, so a reply finds the thread awake; 0 = never (default 100; 0 on one CPU)",
+    ),
+    flag(
+        "",
         "max-conns",
         One,
         "N",

@@ -54,6 +54,7 @@ mod relay;
 #[cfg(feature = "gssapi")]
 mod gss;
 mod resolver;
+mod spin;
 mod timer;
 
 // Listening sockets and their claims (set up as outbound.rs does).

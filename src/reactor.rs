@@ -8,6 +8,7 @@ use crate::fds;
 use crate::lanes::{Lanes, BULK_NICE, FRONT_SLICE_NS};
 use crate::mailbox::Receiver;
 use crate::resolver::Answer;
+use crate::spin::Spin;
 use crate::token::{self, Owner, Role};
 use log::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -43,6 +44,8 @@ pub(crate) struct Reactor {
     pub(crate) lanes: Arc<Lanes>,
     /// Relays handed to this thread, taken from its inbox (see lanes.rs).
     arrived: Vec<Conn>,
+    /// Polling on after work (see spin.rs); accepting reactors only.
+    spin: Spin,
 }
 
 impl Reactor {
@@ -64,18 +67,21 @@ impl Reactor {
             #[cfg(feature = "gssapi")]
             gss_answers: None,
             stats_seen: 0,
-            core: Core::new(index, shared),
             next_id: 0,
             accept_paused: None,
             emfile_logged: None,
             lanes: Arc::default(),
             arrived: Vec::new(),
+            spin: Spin::new(shared.cfg.busy_poll),
+            core: Core::new(index, shared),
         })
     }
 
     /// Makes this reactor bulk lane `i`: no listener, lower priority.
     pub(crate) fn lane(&mut self, i: usize) {
         self.core.lane = Some(i);
+        // A lane's work is bulk, which a spin would not hurry.
+        self.spin = Spin::new(Duration::ZERO);
     }
 
     /// Hands the GSS-API worker's answers to their connections (a
@@ -105,7 +111,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut resume: Vec<(usize, u64)> = Vec::with_capacity(256);
         while !self.core.shared.stop.load(Ordering::Acquire) {
-            let timeout = self.timeout();
+            let (timeout, spinning) = self.spin.timeout(self.core.now, self.timeout());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -114,6 +120,12 @@ impl Reactor {
                 break;
             }
             self.core.now = Instant::now();
+            self.spin.polled(self.core.now, !events.is_empty());
+            if spinning && events.is_empty() && self.core.ready.is_empty() {
+                // Whatever else this CPU has to run (the peer about to
+                // answer, a bulk lane) goes first.
+                std::thread::yield_now();
+            }
             for ev in events.iter() {
                 match token::decode(ev.token()) {
                     Owner::Waker | Owner::Unknown => {}
@@ -199,7 +211,8 @@ impl Reactor {
         // Round up to whole milliseconds so a due timer is not polled for
         // again and again with a zero timeout.
         next.map(|at| {
-            let d = at.saturating_duration_since(Instant::now());
+            // `now` was read at the end of the round, just before this.
+            let d = at.saturating_duration_since(self.core.now);
             Duration::from_millis(crate::timer::millis(d, true))
         })
     }

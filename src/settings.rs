@@ -82,6 +82,12 @@ pub fn describe(cfg: &Config, l: &Limits) -> Vec<String> {
     }
     line(format!("--threads {}", cfg.threads));
     line(format!("--bulk-threads {}", cfg.lanes()));
+    line(format!(
+        "--busy-poll {}{}",
+        // Under a millisecond; as_micros would be a u128 division.
+        cfg.busy_poll.subsec_micros(),
+        if cfg.busy_poll == crate::config::default_busy_poll(crate::sys::cpus()) { " (default)" } else { "" }
+    ));
     let derived = |given: bool| if given { "" } else { " (default)" };
     line(format!(
         "--max-conns {}{}",

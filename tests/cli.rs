@@ -250,6 +250,7 @@ fn check_tries_what_it_can_and_prints_every_setting() {
         "--connect-timeout 10\n",
         "--deny-dest *:25",
         "--allow all",
+        "--busy-poll ",
         "--idle-timeout 0 (never)",
         "users: 0 (no authentication)",
     ] {

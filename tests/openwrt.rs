@@ -80,6 +80,7 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
              \tlist listen '[::1]:1080'\n\
              \toption threads '2'\n\
              \toption bulk_threads '1'\n\
+             \toption busy_poll '0'\n\
              \tlist user 'alice:s3cret'\n\
              \toption users_file '{}'\n\
              \toption auth_once '1'\n\
@@ -155,6 +156,8 @@ fn uci_options_map_one_to_one_onto_accepted_flags() {
         "2",
         "--bulk-threads",
         "1",
+        "--busy-poll",
+        "0",
         "--users-file",
         users.to_str().unwrap(),
         "--outgoing",
