@@ -1,5 +1,7 @@
 //! `cargo bench`: socksd against the direct path (and the peer servers
-//! that are installed: microsocks, danted, and any named in
+//! that are installed: 3proxy, microsocks, hev-socks5-server, fast-socks5's
+//! example server and danted, found on PATH or named by
+//! SOCKSD_BENCH_3PROXY, _MICROSOCKS, _HEV, _FAST_SOCKS5; and any named in
 //! SOCKSD_BENCH_PROXIES), interleaved, medians of several rounds, every
 //! figure also as a ratio to direct. Connection rate, latency and UDP run
 //! on socksd-bench's comparison engine (the tool's `--proxy` comparison).
@@ -89,24 +91,86 @@ fn socksd(threads: usize, extra: &[&str]) -> Server {
     Server { name, child: Some(child), addr: Some(addr), spec: None }
 }
 
+/// A peer program: `SOCKSD_BENCH_<VAR>` if set, else the first of
+/// `names` on PATH.
+fn find(var: &str, names: &[&str]) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(format!("SOCKSD_BENCH_{var}")).filter(|p| !p.is_empty()) {
+        return Some(p.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    names.iter().flat_map(|n| std::env::split_paths(&path).map(move |d| d.join(n))).find(|p| p.is_file())
+}
+
+/// Starts a peer that will listen on 127.0.0.1:`port`, quiet, and waits
+/// until it does.
+fn peer(name: &str, mut cmd: Command, port: u16) -> Option<Server> {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = Server { name: name.into(), child: Some(child), addr: Some(addr), spec: None };
+    wait_listening(addr).then_some(s)
+}
+
+/// A scratch directory for a peer's configuration file.
+fn scratch(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("socksd-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
 fn microsocks() -> Option<Server> {
     let port = free_port();
-    let child = Command::new("microsocks")
-        .args(["-i", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut cmd = Command::new(find("MICROSOCKS", &["microsocks"])?);
+    cmd.args(["-i", "127.0.0.1", "-p", &port.to_string()]);
+    peer("microsocks", cmd, port)
+}
+
+/// 3proxy (thread per connection), built from source with
+/// `make -f Makefile.Linux` (bin/3proxy).
+fn threeproxy() -> Option<Server> {
+    let bin = find("3PROXY", &["3proxy"])?;
+    let port = free_port();
+    let conf = scratch("3proxy")?.join("3proxy.cfg");
+    std::fs::write(&conf, format!("nscache 65536\nmaxconn 20000\nauth none\nsocks -p{port} -i127.0.0.1 -e127.0.0.1\n"))
         .ok()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = Server { name: "microsocks".into(), child: Some(child), addr: Some(addr), spec: None };
-    wait_listening(addr).then_some(s)
+    let mut cmd = Command::new(bin);
+    cmd.arg(conf);
+    peer("3proxy", cmd, port)
+}
+
+/// hev-socks5-server (coroutines over epoll), built from source with
+/// its submodules (`make`, bin/hev-socks5-server).
+fn hev() -> Option<Server> {
+    let bin = find("HEV", &["hev-socks5-server"])?;
+    let port = free_port();
+    let conf = scratch("hev")?.join("main.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "main:\n  workers: 2\n  port: {port}\n  listen-address: '127.0.0.1'\n\
+             misc:\n  log-level: error\n  limit-nofile: 20000\n"
+        ),
+    )
+    .ok()?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(conf);
+    peer("hev", cmd, port)
+}
+
+/// fast-socks5's example server (tokio), built with
+/// `cargo build --release --example server` and installed as
+/// fast-socks5-server.
+fn fast_socks5() -> Option<Server> {
+    let bin = find("FAST_SOCKS5", &["fast-socks5-server"])?;
+    let port = free_port();
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen-addr", &format!("127.0.0.1:{port}"), "--allow-udp", "--public-addr", "127.0.0.1", "no-auth"]);
+    peer("fast-socks5", cmd, port)
 }
 
 fn danted() -> Option<Server> {
     let bin = ["/usr/sbin/danted", "/usr/sbin/sockd"].into_iter().find(|p| std::path::Path::new(p).exists())?;
     let port = free_port();
-    let dir = std::env::temp_dir().join(format!("socksd-bench-danted-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
+    let dir = scratch("danted")?;
     let conf = dir.join("danted.conf");
     std::fs::write(
         &conf,
@@ -117,15 +181,9 @@ fn danted() -> Option<Server> {
         ),
     )
     .ok()?;
-    let child = Command::new(bin)
-        .args(["-f", conf.to_str()?, "-p", dir.join("pid").to_str()?])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let s = Server { name: "danted".into(), child: Some(child), addr: Some(addr), spec: None };
-    wait_listening(addr).then_some(s)
+    let mut cmd = Command::new(bin);
+    cmd.args(["-f", conf.to_str()?, "-p", dir.join("pid").to_str()?]);
+    peer("danted", cmd, port)
 }
 
 /// Percentiles of a run that failed: printed as n/a.
@@ -190,7 +248,10 @@ fn main() {
     raise_nofile();
     let targets = Targets::start().expect("targets");
     let mut servers = vec![Server { name: "direct".into(), child: None, addr: None, spec: None }, socksd(2, &[])];
+    servers.extend(threeproxy());
     servers.extend(microsocks());
+    servers.extend(hev());
+    servers.extend(fast_socks5());
     servers.extend(danted());
     // Servers of the user's: SOCKSD_BENCH_PROXIES, socksd-bench's --proxy
     // specs separated by spaces.

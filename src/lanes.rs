@@ -119,6 +119,12 @@ impl Lanes {
         self.inboxes[self.next_front.fetch_add(1, Ordering::Relaxed) % self.fronts].send(c)
     }
 
+    /// Some lane carries a relay: bulk work is under way, and the CPUs are
+    /// not to be spun on (spin.rs).
+    pub fn busy(&self) -> bool {
+        self.lanes().iter().any(|l| l.load.load(Ordering::Relaxed) > 0)
+    }
+
     /// A connection closed on lane `i`, or left it.
     pub fn left(&self, i: usize) {
         if let Some(l) = self.lanes().get(i) {
