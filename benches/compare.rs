@@ -117,6 +117,16 @@ fn scratch(name: &str) -> Option<std::path::PathBuf> {
     Some(dir)
 }
 
+/// Starts a peer whose only argument is its configuration file, written
+/// with `text` to `file` in its scratch directory.
+fn configured(name: &str, bin: std::path::PathBuf, file: &str, text: String, port: u16) -> Option<Server> {
+    let conf = scratch(name)?.join(file);
+    std::fs::write(&conf, text).ok()?;
+    let mut cmd = Command::new(bin);
+    cmd.arg(conf);
+    peer(name, cmd, port)
+}
+
 fn microsocks() -> Option<Server> {
     let port = free_port();
     let mut cmd = Command::new(find("MICROSOCKS", &["microsocks"])?);
@@ -129,12 +139,8 @@ fn microsocks() -> Option<Server> {
 fn threeproxy() -> Option<Server> {
     let bin = find("3PROXY", &["3proxy"])?;
     let port = free_port();
-    let conf = scratch("3proxy")?.join("3proxy.cfg");
-    std::fs::write(&conf, format!("nscache 65536\nmaxconn 20000\nauth none\nsocks -p{port} -i127.0.0.1 -e127.0.0.1\n"))
-        .ok()?;
-    let mut cmd = Command::new(bin);
-    cmd.arg(conf);
-    peer("3proxy", cmd, port)
+    let text = format!("nscache 65536\nmaxconn 20000\nauth none\nsocks -p{port} -i127.0.0.1 -e127.0.0.1\n");
+    configured("3proxy", bin, "3proxy.cfg", text, port)
 }
 
 /// hev-socks5-server (coroutines over epoll), built from source with
@@ -142,18 +148,11 @@ fn threeproxy() -> Option<Server> {
 fn hev() -> Option<Server> {
     let bin = find("HEV", &["hev-socks5-server"])?;
     let port = free_port();
-    let conf = scratch("hev")?.join("main.yml");
-    std::fs::write(
-        &conf,
-        format!(
-            "main:\n  workers: 2\n  port: {port}\n  listen-address: '127.0.0.1'\n\
-             misc:\n  log-level: error\n  limit-nofile: 20000\n"
-        ),
-    )
-    .ok()?;
-    let mut cmd = Command::new(bin);
-    cmd.arg(conf);
-    peer("hev", cmd, port)
+    let text = format!(
+        "main:\n  workers: 2\n  port: {port}\n  listen-address: '127.0.0.1'\n\
+         misc:\n  log-level: error\n  limit-nofile: 20000\n"
+    );
+    configured("hev", bin, "main.yml", text, port)
 }
 
 /// fast-socks5's example server (tokio), built with

@@ -111,7 +111,7 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut resume: Vec<(usize, u64)> = Vec::with_capacity(256);
         while !self.core.shared.stop.load(Ordering::Acquire) {
-            let (timeout, spinning) = self.spin.timeout(self.core.now, self.timeout(), self.lanes.busy());
+            let (timeout, spinning) = self.spin.timeout(self.core.now, self.timeout(), || self.lanes.busy());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;

@@ -63,20 +63,26 @@ impl Spin {
 
     /// The timeout for the next poll, given the one the timers ask for
     /// (`sleep`), and whether this poll is a spin. `now` is when the last
-    /// round's work ended; `bulk`: bulk work is under way elsewhere in the
-    /// process, and nothing spins.
-    pub fn timeout(&mut self, now: Instant, sleep: Option<Duration>, bulk: bool) -> (Option<Duration>, bool) {
-        if bulk {
-            self.busy = false;
-            self.until = None;
-            return (sleep, false);
-        }
+    /// round's work ended; `bulk` says whether bulk work is under way
+    /// elsewhere in the process, when nothing spins (asked only when a
+    /// window is open).
+    pub fn timeout(
+        &mut self,
+        now: Instant,
+        sleep: Option<Duration>,
+        bulk: impl FnOnce() -> bool,
+    ) -> (Option<Duration>, bool) {
         if std::mem::take(&mut self.busy) {
             self.idle_since = Some(now);
             self.until = (!self.window.is_zero()).then(|| now + self.window);
         }
         match self.until {
-            Some(end) if now < end => return (Some(Duration::ZERO), true),
+            Some(end) if now < end => {
+                if !bulk() {
+                    return (Some(Duration::ZERO), true);
+                }
+                self.until = None;
+            }
             // The window passed without work: the next one is shorter.
             Some(_) => {
                 self.until = None;
@@ -142,7 +148,7 @@ mod tests {
             // steps while the window is open, then one sleep.
             let due = t + US * g as u32;
             loop {
-                let (_, spin) = s.timeout(t, FOREVER, false);
+                let (_, spin) = s.timeout(t, FOREVER, || false);
                 if !spin || t + US >= due {
                     t = due;
                     break;
@@ -153,6 +159,17 @@ mod tests {
             out.push(s.window().as_micros() as u64);
         }
         out
+    }
+
+    /// A 100 µs limit, and work at `t` and `t + 50 µs`: the window is open
+    /// from `t + 50 µs`.
+    fn open() -> (Spin, Instant) {
+        let mut s = Spin::new(US * 100);
+        let t = Instant::now();
+        s.polled(t, true);
+        s.timeout(t, FOREVER, || false);
+        s.polled(t + US * 50, true);
+        (s, t)
     }
 
     #[test]
@@ -171,65 +188,53 @@ mod tests {
         let mut s = Spin::new(US * 100);
         let t = Instant::now();
         s.polled(t, true);
-        let (timeout, spin) = s.timeout(t, Some(Duration::from_secs(1)), false);
+        let (timeout, spin) = s.timeout(t, Some(Duration::from_secs(1)), || false);
         assert!(!spin);
         assert_eq!(timeout, Some(Duration::from_secs(1)));
     }
 
     #[test]
     fn a_window_spins_then_sleeps_with_the_timers_timeout() {
-        let mut s = Spin::new(US * 100);
-        let t = Instant::now();
-        s.polled(t, true);
-        s.timeout(t, FOREVER, false);
-        s.polled(t + US * 50, true);
-        assert_eq!(s.timeout(t + US * 50, FOREVER, false), (Some(Duration::ZERO), true));
+        let (mut s, t) = open();
+        assert_eq!(s.timeout(t + US * 50, FOREVER, || false), (Some(Duration::ZERO), true));
         s.polled(t + US * 60, false);
-        assert_eq!(s.timeout(t + US * 149, FOREVER, false), (Some(Duration::ZERO), true));
-        assert_eq!(s.timeout(t + US * 151, Some(US * 7), false), (Some(US * 7), false));
+        assert_eq!(s.timeout(t + US * 149, FOREVER, || false), (Some(Duration::ZERO), true));
+        assert_eq!(s.timeout(t + US * 151, Some(US * 7), || false), (Some(US * 7), false));
     }
 
     #[test]
     fn a_busy_cpu_calms_it() {
-        let mut s = Spin::new(US * 100);
-        let t = Instant::now();
-        s.polled(t, true);
-        s.timeout(t, FOREVER, false);
-        s.polled(t + US * 50, true);
-        assert!(s.timeout(t + US * 50, FOREVER, false).1);
+        let (mut s, t) = open();
+        assert!(s.timeout(t + US * 50, FOREVER, || false).1);
         // A yield that came back quickly changes nothing.
         s.yielded(t + US * 52, US * 2);
-        assert!(s.timeout(t + US * 52, FOREVER, false).1);
+        assert!(s.timeout(t + US * 52, FOREVER, || false).1);
         // So does one that lost the CPU for less than a slice...
         s.yielded(t + US * 120, US * 68);
-        assert!(s.timeout(t + US * 120, FOREVER, false).1);
+        assert!(s.timeout(t + US * 120, FOREVER, || false).1);
         // ... but one that lost it for longer stops it...
         let back = t + US * 2000;
         s.yielded(back, US * 1600);
-        assert_eq!(s.timeout(back, FOREVER, false), (FOREVER, false));
+        assert_eq!(s.timeout(back, FOREVER, || false), (FOREVER, false));
         // ... for CALM, whatever work comes meanwhile.
         for i in 1..10 {
             let at = back + US * (60 * i);
             s.polled(at, true);
-            assert_eq!(s.timeout(at, FOREVER, false), (FOREVER, false), "{i}");
+            assert_eq!(s.timeout(at, FOREVER, || false), (FOREVER, false), "{i}");
         }
         let later = back + CALM + US * 30;
         s.polled(later, true);
-        s.timeout(later, FOREVER, false);
+        s.timeout(later, FOREVER, || false);
         s.polled(later + US * 40, true);
-        assert!(s.timeout(later + US * 40, FOREVER, false).1, "spins again after CALM");
+        assert!(s.timeout(later + US * 40, FOREVER, || false).1, "spins again after CALM");
     }
 
     #[test]
     fn bulk_work_elsewhere_stops_it() {
-        let mut s = Spin::new(US * 100);
-        let t = Instant::now();
-        s.polled(t, true);
-        s.timeout(t, FOREVER, false);
-        s.polled(t + US * 50, true);
-        assert_eq!(s.timeout(t + US * 50, FOREVER, true), (FOREVER, false));
+        let (mut s, t) = open();
+        assert_eq!(s.timeout(t + US * 50, FOREVER, || true), (FOREVER, false));
         s.polled(t + US * 80, true);
-        assert!(s.timeout(t + US * 80, FOREVER, false).1, "spins again when the lanes are idle");
+        assert!(s.timeout(t + US * 80, FOREVER, || false).1, "spins again when the lanes are idle");
     }
 
     #[test]
@@ -238,6 +243,6 @@ mod tests {
         let mut s = Spin::new(Duration::ZERO);
         let t = Instant::now();
         s.polled(t, true);
-        assert_eq!(s.timeout(t, FOREVER, false), (FOREVER, false));
+        assert_eq!(s.timeout(t, FOREVER, || false), (FOREVER, false));
     }
 }

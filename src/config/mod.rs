@@ -28,6 +28,8 @@ pub const MIN_BUFFER: usize = 1024;
 /// The largest `--buffer-size`.
 pub const MAX_BUFFER: usize = 1 << 20;
 const MAX_THREADS: usize = 256;
+/// TCP keepalive idle seconds without `--keepalive`.
+pub const DEFAULT_KEEPALIVE: u64 = 60;
 /// The longest `--busy-poll`, in µs: longer than any wake-up it saves.
 const MAX_BUSY_POLL_US: usize = 1000;
 /// `--busy-poll` without the flag, in µs: longer than the slowest
@@ -40,8 +42,6 @@ pub const DEFAULT_BUSY_POLL_US: u64 = 100;
 pub fn default_busy_poll(cpus: usize) -> Duration {
     Duration::from_micros(if cpus > 1 { DEFAULT_BUSY_POLL_US } else { 0 })
 }
-/// TCP keepalive idle seconds without `--keepalive`.
-pub const DEFAULT_KEEPALIVE: u64 = 60;
 
 /// Everything the server needs to run. `Config::default()` is what the
 /// binary runs with no flags, except that it listens on port 0 is never
@@ -137,11 +137,12 @@ impl Config {
 
 impl Default for Config {
     fn default() -> Config {
+        let cpus = crate::sys::cpus();
         Config {
             listen: vec![DEFAULT_LISTEN.parse().unwrap()],
-            threads: crate::sys::cpus(),
+            threads: cpus,
             bulk_threads: None,
-            busy_poll: default_busy_poll(crate::sys::cpus()),
+            busy_poll: default_busy_poll(cpus),
             users: Vec::new(),
             users_file: None,
             file_users: Vec::new(),

@@ -339,49 +339,45 @@ pub fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receive
     rx
 }
 
+/// Starts a socksd command line with stderr piped and no RUST_LOG.
+fn spawn_piped(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// Waits for socksd's first "listening on" line among `lines`.
+fn listening_on(lines: &std::sync::mpsc::Receiver<String>, cmd: &std::process::Command) -> SocketAddr {
+    loop {
+        let l = lines.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| panic!("{cmd:?} did not start"));
+        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
+            return a.parse().unwrap();
+        }
+    }
+}
+
 /// Starts a socksd command line (its `--listen` port 0, stderr piped)
 /// and waits for its "listening on" line: the process, where it listens,
 /// and the rest of its stderr lines as they come.
 pub fn spawn_listening(
     cmd: &mut std::process::Command,
 ) -> (std::process::Child, SocketAddr, std::sync::mpsc::Receiver<String>) {
-    let mut child = cmd
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut child = spawn_piped(cmd);
     let lines = stderr_lines(&mut child);
-    let addr = loop {
-        let l = lines.recv_timeout(IO_TIMEOUT).expect("socksd did not start");
-        if let Some(a) = l.strip_prefix("socksd: info: listening on ") {
-            break a.parse().unwrap();
-        }
-    };
+    let addr = listening_on(&lines, cmd);
     (child, addr, lines)
 }
 
 /// Starts a socksd command line (its `--listen` port 0) and waits for its
-/// first "listening on" line: the process, stopped on drop, and where.
+/// first "listening on" line: the process, stopped on drop (also when it
+/// never starts), and where.
 pub fn serve(cmd: &mut std::process::Command) -> (ChildGuard, SocketAddr) {
-    use std::io::BufRead;
-    let mut child = cmd
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let err = child.stderr.take().unwrap();
+    let mut child = spawn_piped(cmd);
+    let lines = stderr_lines(&mut child);
     let guard = ChildGuard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        for line in io::BufReader::new(err).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("socksd: info: listening on ") {
-                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
-            }
-        }
-    });
-    let addr = rx.recv_timeout(IO_TIMEOUT).unwrap_or_else(|_| panic!("{cmd:?} did not start"));
+    let addr = listening_on(&lines, cmd);
     (guard, addr)
 }
 
